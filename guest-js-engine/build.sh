@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the guest from source: QuickJS (javy) for wasm32-wasip1, pre-initialised
+# with Wizer and wrapped as a component. Writes host/guest/scriptbox-guest.wasm,
+# or the path given as $1.
+#
+# Needs: rustup target wasm32-wasip1; Debian packages clang and wasi-libc (only
+# wasi-libc's C headers are used; rustc links with its own rust-lld and libc).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/host/guest/scriptbox-guest.wasm}
+target_dir=$root/target/guest
+
+# A sysroot made of links to Debian's wasi-libc, so nothing under /usr changes.
+sysroot=$target_dir/wasi-sysroot
+mkdir -p "$sysroot/lib"
+ln -sfn /usr/include/wasm32-wasi "$sysroot/include"
+ln -sfn /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasi"
+
+export RQUICKJS_SYS_NO_WASI_SDK=1 # rquickjs-sys would otherwise download wasi-sdk
+export CC_wasm32_wasip1=clang
+# Paths are remapped so the artifact does not depend on where the tree lives.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+remap="-ffile-prefix-map=$root=/scriptbox -ffile-prefix-map=$cargo_home=/cargo"
+export CFLAGS_wasm32_wasip1="--sysroot=$sysroot $remap"
+export BINDGEN_EXTRA_CLANG_ARGS_wasm32_wasip1="--sysroot=$sysroot"
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-arg=-zstack-size=2097152 --remap-path-prefix=$root=/scriptbox --remap-path-prefix=$cargo_home=/cargo"
+
+(cd "$root/guest-js-engine/runtime" &&
+  cargo build --release --locked --target wasm32-wasip1 --target-dir "$target_dir")
+core=$target_dir/wasm32-wasip1/release/scriptbox_guest.wasm
+
+# Wizer + componentize run on the host, in the main workspace.
+(cd "$root" && cargo run --quiet --release --locked -p scriptbox-guest-builder -- "$core" "$out")

@@ -1,0 +1,157 @@
+//! The wasmtime engine policy: every knob that decides how guests are
+//! compiled, allocated and interrupted lives here and nowhere else.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// The guest component, built by `just guest` (guest-js-engine/build.sh) and
+/// embedded so the binary needs nothing else to run scripts.
+pub const GUEST_COMPONENT: &[u8] = include_bytes!("../../guest/scriptbox-guest.wasm");
+
+/// How often the epoch ticker advances. Deadlines are checked at this
+/// granularity, and a long-running guest yields to the async executor this
+/// often, so other runs on the same thread make progress.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Pool sizing that the engine needs to know up front.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Most component instances alive at once: running, ready and being torn
+    /// down. Each reserves address space (about 4 GiB) for its memory.
+    pub instance_slots: u32,
+    /// The largest memory cap any run may have, in MiB.
+    pub max_memory_mb: u32,
+}
+
+/// Builds the engine: Cranelift, fuel, epochs, async, and the pooling
+/// allocator with copy-on-write memory images.
+pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
+    let slots = limits.instance_slots.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        // A guest component holds its module, the WASI adapter and the small
+        // shim modules wit-component adds.
+        .max_core_instances_per_component(8)
+        .total_core_instances(slots * 8)
+        .max_memories_per_component(2)
+        .total_memories(slots * 2)
+        .max_tables_per_component(8)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memory_size((limits.max_memory_mb as usize) << 20)
+        .table_elements(20_000)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        // Keep the guest's working set (about 4 MiB) resident between uses of
+        // a slot: without this, page faults and madvise on every instance
+        // dominate and two threads run slower than one.
+        .linear_memory_keep_resident(8 << 20)
+        .table_keep_resident(64 << 10)
+        .max_unused_warm_slots(slots);
+
+    let mut config = Config::new();
+    config
+        .async_support(true)
+        .wasm_component_model(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        // QuickJS's own stack limit turns deep JS recursion into a RangeError
+        // first; this leaves room for the interpreter frames under it.
+        .max_wasm_stack(4 << 20)
+        .async_stack_size(5 << 20)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).context("configuring the wasmtime engine")
+}
+
+/// Loads the guest component, compiling it once per engine configuration and
+/// caching the machine code on disk (`cache_dir`): deserialising takes
+/// milliseconds where compiling takes about a second.
+pub fn load_guest(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, GUEST_COMPONENT).context("compiling the guest");
+    };
+    let path = dir.join(format!("guest-{:016x}.cwasm", artifact_key(engine)));
+    if path.exists() {
+        // SAFETY: the file is one this function wrote for this exact guest
+        // and engine configuration (the key is in its name); wasmtime checks
+        // its header and version before use.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok(component),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "recompiling the guest: the cached artifact is unusable");
+            }
+        }
+    }
+    let component = Component::new(engine, GUEST_COMPONENT).context("compiling the guest")?;
+    if let Err(error) = write_atomically(&path, &component.serialize()?) {
+        tracing::warn!(path = %path.display(), %error, "could not cache the compiled guest");
+    }
+    Ok(component)
+}
+
+/// The default place for compiled artifacts: `$SCRIPTBOX_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/scriptbox`, else `~/.cache/scriptbox`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SCRIPTBOX_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("scriptbox"))
+}
+
+fn artifact_key(engine: &Engine) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    GUEST_COMPONENT.hash(&mut hasher);
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    hasher.finish()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("cache path has no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own
+/// until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("scriptbox-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
