@@ -23,7 +23,12 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 remap="-ffile-prefix-map=$root=/scriptbox -ffile-prefix-map=$cargo_home=/cargo"
 export CFLAGS_wasm32_wasip1="--sysroot=$sysroot $remap"
 export BINDGEN_EXTRA_CLANG_ARGS_wasm32_wasip1="--sysroot=$sysroot"
-export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-arg=-zstack-size=2097152 --remap-path-prefix=$root=/scriptbox --remap-path-prefix=$cargo_home=/cargo"
+# 4 MiB of shadow stack (C locals and QuickJS's argument buffers). QuickJS-ng
+# has no stack check on WASI, so deep recursion is stopped by the host's wasm
+# stack limit (8 MiB, host/src/sandbox/engine.rs); each JS call takes about 4x
+# more wasm stack than shadow stack, so the wasm limit is reached first and the
+# run ends as `stack_overflow`.
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-arg=-zstack-size=4194304 --remap-path-prefix=$root=/scriptbox --remap-path-prefix=$cargo_home=/cargo"
 
 (cd "$root/guest-js-engine/runtime" &&
   cargo build --release --locked --target wasm32-wasip1 --target-dir "$target_dir")

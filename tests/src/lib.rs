@@ -1,1 +1,69 @@
-//! Integration tests live in tests/.
+//! Helpers shared by the integration tests in `tests/tests/`.
+
+use std::sync::Arc;
+
+use scriptbox::sandbox::{
+    FetchConfig, MemoryKv, RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig,
+};
+
+/// A sandbox with a small pool and default limits.
+pub fn sandbox() -> Sandbox {
+    sandbox_with(FetchConfig::default())
+}
+
+pub fn sandbox_with(fetch: FetchConfig) -> Sandbox {
+    let config = SandboxConfig {
+        pool_min: 1,
+        pool_max: 4,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(config, fetch, Arc::new(MemoryKv::default())).expect("the sandbox starts")
+}
+
+/// Compiles and runs `source` with `input` for tenant `t1`.
+pub async fn run(sandbox: &Sandbox, source: &str, input: serde_json::Value) -> RunOutcome {
+    run_as(
+        sandbox,
+        "t1",
+        source,
+        input,
+        sandbox.config().default_limits(),
+    )
+    .await
+}
+
+pub async fn run_as(
+    sandbox: &Sandbox,
+    tenant: &str,
+    source: &str,
+    input: serde_json::Value,
+    limits: RunLimits,
+) -> RunOutcome {
+    let bytecode = sandbox.compile(source).await.expect("the script compiles");
+    let context = serde_json::json!({
+        "scriptId": "s1",
+        "executionId": "e1",
+        "tenantId": tenant,
+        "trigger": "manual",
+        "attempt": 0,
+    });
+    sandbox
+        .run(
+            &bytecode,
+            RunRequest {
+                tenant: tenant.into(),
+                input: input.to_string(),
+                context: context.to_string(),
+                limits,
+            },
+        )
+        .await
+}
+
+/// The output of a run that must succeed, parsed.
+pub fn output(outcome: &RunOutcome) -> serde_json::Value {
+    match &outcome.result {
+        Ok(success) => serde_json::from_str(&success.output).expect("output is JSON"),
+        Err(failure) => panic!("the run failed: {failure:?}; logs: {:?}", outcome.logs),
+    }
+}

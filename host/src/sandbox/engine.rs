@@ -58,18 +58,20 @@ pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
 
     let mut config = Config::new();
     config
-        .async_support(true)
         .wasm_component_model(true)
         .cranelift_opt_level(OptLevel::Speed)
         .consume_fuel(true)
         .epoch_interruption(true)
         .memory_init_cow(true)
-        // QuickJS's own stack limit turns deep JS recursion into a RangeError
-        // first; this leaves room for the interpreter frames under it.
-        .max_wasm_stack(4 << 20)
-        .async_stack_size(5 << 20)
+        // QuickJS-ng has no stack check on WASI, so this is what stops
+        // runaway recursion (about 10,000 JS frames). It must trip before the
+        // guest's 4 MiB shadow stack does (guest-js-engine/build.sh).
+        .max_wasm_stack(8 << 20)
+        .async_stack_size(9 << 20)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).context("configuring the wasmtime engine")
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("configuring the wasmtime engine")
 }
 
 /// Loads the guest component, compiling it once per engine configuration and
@@ -77,7 +79,9 @@ pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
 /// milliseconds where compiling takes about a second.
 pub fn load_guest(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
     let Some(dir) = cache_dir else {
-        return Component::new(engine, GUEST_COMPONENT).context("compiling the guest");
+        return Component::new(engine, GUEST_COMPONENT)
+            .map_err(anyhow::Error::from)
+            .context("compiling the guest");
     };
     let path = dir.join(format!("guest-{:016x}.cwasm", artifact_key(engine)));
     if path.exists() {
@@ -91,7 +95,9 @@ pub fn load_guest(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component
             }
         }
     }
-    let component = Component::new(engine, GUEST_COMPONENT).context("compiling the guest")?;
+    let component = Component::new(engine, GUEST_COMPONENT)
+        .map_err(anyhow::Error::from)
+        .context("compiling the guest")?;
     if let Err(error) = write_atomically(&path, &component.serialize()?) {
         tracing::warn!(path = %path.display(), %error, "could not cache the compiled guest");
     }

@@ -21,8 +21,11 @@ pub const MAX_LIST_KEYS: usize = 1_000;
 
 /// Persistent per-tenant key-value data.
 pub trait KvStore: Send + Sync + 'static {
-    fn get<'a>(&'a self, tenant: &'a str, key: &'a str)
-    -> BoxFuture<'a, anyhow::Result<Option<String>>>;
+    fn get<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<String>>>;
     fn set<'a>(
         &'a self,
         tenant: &'a str,
@@ -52,7 +55,10 @@ impl KvStore for MemoryKv {
         tenant: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
-        let value = self.lock().get(&(tenant.to_owned(), key.to_owned())).cloned();
+        let value = self
+            .lock()
+            .get(&(tenant.to_owned(), key.to_owned()))
+            .cloned();
         Box::pin(async move { Ok(value) })
     }
 
@@ -95,7 +101,9 @@ impl KvStore for MemoryKv {
 
 impl MemoryKv {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), String>> {
-        self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.data
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -115,7 +123,9 @@ impl TenantCache {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|(t, k): &(String, String), e: &CacheEntry| {
-                (t.len() + k.len() + e.value.len()).try_into().unwrap_or(u32::MAX)
+                (t.len() + k.len() + e.value.len())
+                    .try_into()
+                    .unwrap_or(u32::MAX)
             })
             .build();
         Self { entries }
@@ -136,7 +146,8 @@ impl TenantCache {
             value: value.to_owned(),
             expires_at: ttl.map(|ttl| Instant::now() + ttl),
         };
-        self.entries.insert((tenant.to_owned(), key.to_owned()), entry);
+        self.entries
+            .insert((tenant.to_owned(), key.to_owned()), entry);
     }
 
     pub fn delete(&self, tenant: &str, key: &str) -> bool {
@@ -180,7 +191,10 @@ mod tests {
         kv.set("a", "user:2", "y").await.unwrap();
         kv.set("a", "other", "z").await.unwrap();
         kv.set("b", "user:3", "w").await.unwrap();
-        assert_eq!(kv.list("a", "user:", 10).await.unwrap(), ["user:1", "user:2"]);
+        assert_eq!(
+            kv.list("a", "user:", 10).await.unwrap(),
+            ["user:1", "user:2"]
+        );
         assert_eq!(kv.list("a", "user:", 1).await.unwrap(), ["user:1"]);
         assert_eq!(kv.get("b", "user:1").await.unwrap(), None);
         assert!(kv.delete("a", "user:1").await.unwrap());
@@ -204,8 +218,16 @@ mod tests {
         assert!(check_entry("k", Some("v")).is_ok());
         assert_eq!(check_entry("", None).unwrap_err(), "key must not be empty");
         let long = "k".repeat(MAX_KEY_BYTES + 1);
-        assert!(check_entry(&long, None).unwrap_err().contains("key is 513 bytes"));
+        assert!(
+            check_entry(&long, None)
+                .unwrap_err()
+                .contains("key is 513 bytes")
+        );
         let big = "v".repeat(MAX_VALUE_BYTES + 1);
-        assert!(check_entry("k", Some(&big)).unwrap_err().starts_with("value is"));
+        assert!(
+            check_entry("k", Some(&big))
+                .unwrap_err()
+                .starts_with("value is")
+        );
     }
 }

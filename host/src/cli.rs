@@ -1,0 +1,212 @@
+//! The `scriptbox` command line: argument parsing and the local commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::sandbox::{
+    CompileFailure, FetchConfig, LimitOverrides, LogLevel, MemoryKv, RunRequest, Sandbox,
+    SandboxConfig,
+};
+
+/// Exit code for a script that failed (threw, broke a limit, did not compile).
+const EXIT_SCRIPT_FAILED: u8 = 1;
+/// Exit code for bad usage: missing file, invalid JSON, bad flags.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scriptbox",
+    version,
+    about = "Runs JavaScript in WebAssembly sandboxes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one script locally in the sandbox; prints its JSON result on stdout
+    /// and its console output on stderr.
+    Run {
+        /// The script: an ES module whose default export is the handler.
+        file: PathBuf,
+        /// JSON passed as the handler's `input`.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Fuel (wasm instructions) the run may use.
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Memory cap in MiB.
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        /// Wall-clock deadline in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// A host `fetch` may reach even at an internal address (repeatable).
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_hosts: Vec<String>,
+        /// Print fuel, memory and time used to stderr.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Compile only: prints `ok`, or the syntax error with line and column.
+    Check { file: PathBuf },
+}
+
+pub async fn execute(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run {
+            file,
+            input,
+            fuel,
+            memory_mb,
+            timeout_ms,
+            allow_hosts,
+            stats,
+        } => {
+            let overrides = LimitOverrides {
+                fuel,
+                memory_mb,
+                timeout_ms,
+            };
+            let fetch = FetchConfig {
+                allow: allow_hosts,
+                ..FetchConfig::default()
+            };
+            run_file(&file, &input, overrides, fetch, stats).await
+        }
+        Command::Check { file } => check_file(&file).await,
+    }
+}
+
+fn read_source(file: &Path) -> Result<String, ExitCode> {
+    std::fs::read_to_string(file).map_err(|error| {
+        eprintln!("error: cannot read {}: {error}", file.display());
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn local_sandbox() -> Result<Sandbox, ExitCode> {
+    local_sandbox_with(FetchConfig::default())
+}
+
+fn local_sandbox_with(fetch: FetchConfig) -> Result<Sandbox, ExitCode> {
+    let config = SandboxConfig {
+        pool_min: 1,
+        pool_max: 1,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(config, fetch, Arc::new(MemoryKv::default())).map_err(|error| {
+        eprintln!("error: cannot start the sandbox: {error:#}");
+        ExitCode::from(EXIT_SCRIPT_FAILED)
+    })
+}
+
+fn report_compile_failure(file: &Path, failure: CompileFailure) -> ExitCode {
+    match failure {
+        CompileFailure::Syntax(e) => {
+            eprintln!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
+        }
+        CompileFailure::Sandbox(e) => eprintln!("error: {e}"),
+    }
+    ExitCode::from(EXIT_SCRIPT_FAILED)
+}
+
+async fn check_file(file: &Path) -> ExitCode {
+    let source = match read_source(file) {
+        Ok(source) => source,
+        Err(code) => return code,
+    };
+    let sandbox = match local_sandbox() {
+        Ok(sandbox) => sandbox,
+        Err(code) => return code,
+    };
+    match sandbox.compile(&source).await {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => report_compile_failure(file, failure),
+    }
+}
+
+async fn run_file(
+    file: &Path,
+    input: &str,
+    overrides: LimitOverrides,
+    fetch: FetchConfig,
+    stats: bool,
+) -> ExitCode {
+    if let Err(error) = serde_json::from_str::<serde_json::Value>(input) {
+        eprintln!("error: --input is not valid JSON: {error}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let source = match read_source(file) {
+        Ok(source) => source,
+        Err(code) => return code,
+    };
+    let sandbox = match local_sandbox_with(fetch) {
+        Ok(sandbox) => sandbox,
+        Err(code) => return code,
+    };
+    let limits = match sandbox.config().limits_with(&overrides) {
+        Ok(limits) => limits,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let bytecode = match sandbox.compile(&source).await {
+        Ok(bytecode) => bytecode,
+        Err(failure) => return report_compile_failure(file, failure),
+    };
+    let context = serde_json::json!({
+        "scriptId": "local",
+        "executionId": uuid::Uuid::new_v4().to_string(),
+        "tenantId": "local",
+        "trigger": "manual",
+        "attempt": 0,
+    });
+    let request = RunRequest {
+        tenant: "local".into(),
+        input: input.to_owned(),
+        context: context.to_string(),
+        limits,
+    };
+    let outcome = sandbox.run(&bytecode, request).await;
+    for line in &outcome.logs {
+        match line.level {
+            LogLevel::Info => eprintln!("{}", line.message),
+            LogLevel::Debug => eprintln!("debug: {}", line.message),
+            LogLevel::Warn => eprintln!("warn: {}", line.message),
+            LogLevel::Error => eprintln!("error: {}", line.message),
+        }
+    }
+    if stats {
+        let u = &outcome.usage;
+        eprintln!(
+            "stats: fuel_used={} memory_peak_bytes={} wall_us={} cpu_us={}",
+            u.fuel_used,
+            u.memory_peak_bytes,
+            u.wall.as_micros(),
+            u.cpu.as_micros()
+        );
+    }
+    match outcome.result {
+        Ok(success) => {
+            println!("{}", success.output);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{}: {}", failure.kind, failure.message);
+            if let Some(stack) = failure.stack {
+                eprintln!("{}", stack.trim_end());
+            }
+            ExitCode::from(EXIT_SCRIPT_FAILED)
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Pre-instantiated guest instances, each used for exactly one run.
+//!
+//! A background task keeps `target` instances ready. The target adapts to
+//! demand between `pool_min` and `pool_max`: it doubles when a run finds the
+//! pool empty, and once a second it follows the peak number of runs in use
+//! (with half again as headroom). A semaphore of `pool_max` permits bounds the
+//! runs in flight so the pooling allocator is never asked for more slots than
+//! it has. Finished instances are dropped on a thread of their own, so
+//! tearing down memory is off the run's critical path.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use super::engine::EpochTicker;
+use super::host_api::{self, HostServices, HostState, ScriptRuntime, ScriptRuntimePre};
+
+/// How often the ready target follows demand.
+const ADAPT_EVERY: Duration = Duration::from_secs(1);
+
+/// An instance ready to serve one run.
+pub struct Ready {
+    pub store: Store<HostState>,
+    pub bindings: ScriptRuntime,
+}
+
+/// Sizes of the pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Instances ready to hand out.
+    pub ready: usize,
+    /// Instances serving a run.
+    pub in_use: usize,
+    /// How many the pool tries to keep ready now.
+    pub target: usize,
+    /// Most runs in flight at once.
+    pub max: usize,
+    /// Runs that found no instance ready and waited for one to be made.
+    pub misses: usize,
+}
+
+pub struct SandboxPool {
+    engine: Engine,
+    pre: ScriptRuntimePre<HostState>,
+    services: Arc<HostServices>,
+    max_memory_bytes: usize,
+    min: usize,
+    max: usize,
+    permits: Arc<Semaphore>,
+    // A std Mutex: it is held only to push or pop, never across an await.
+    ready: Mutex<Vec<Ready>>,
+    target: AtomicUsize,
+    in_use: AtomicUsize,
+    peak_in_use: AtomicUsize,
+    misses: AtomicUsize,
+    refill: Arc<Notify>,
+    last_error: Mutex<Option<String>>,
+    teardown: Mutex<mpsc::Sender<Retired>>,
+    _ticker: EpochTicker,
+}
+
+/// An instance on its way to be dropped, with the permit of the run that used
+/// it: the permit returns only once the slot is free again, so runs in flight
+/// plus instances being torn down never exceed the pool's slots.
+struct Retired {
+    _store: Store<HostState>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// An instance lent to one run; dropping it sends the instance (and the
+/// permit) to be torn down.
+pub struct Lease {
+    ready: Option<Ready>,
+    pool: Arc<SandboxPool>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// How long the run waited for a permit and an instance.
+    pub waited: Duration,
+}
+
+impl Lease {
+    pub fn parts(&mut self) -> (&mut Store<HostState>, &ScriptRuntime) {
+        let ready = self.ready.as_mut().expect("a lease holds its instance");
+        (&mut ready.store, &ready.bindings)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
+        if let Some(ready) = self.ready.take() {
+            self.pool.retire(ready.store, self.permit.take());
+        }
+    }
+}
+
+impl SandboxPool {
+    /// Prepares the component (`InstancePre`, once) and starts the task that
+    /// keeps instances ready. Must be called inside a tokio runtime.
+    pub fn start(
+        engine: Engine,
+        component: &Component,
+        services: Arc<HostServices>,
+        max_memory_bytes: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<Arc<Self>> {
+        let max = max.max(1);
+        let min = min.min(max);
+        let mut linker = Linker::new(&engine);
+        host_api::add_to_linker(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("linking the guest's imports")?;
+        let pre = ScriptRuntimePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("checking the guest's exports")?;
+
+        let (teardown, retired) = mpsc::channel::<Retired>();
+        std::thread::Builder::new()
+            .name("scriptbox-teardown".into())
+            .spawn(move || {
+                for retired in retired {
+                    drop(retired);
+                }
+            })
+            .context("spawning the teardown thread")?;
+
+        let pool = Arc::new(Self {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            pre,
+            services,
+            max_memory_bytes,
+            min,
+            max,
+            permits: Arc::new(Semaphore::new(max)),
+            ready: Mutex::new(Vec::with_capacity(max)),
+            target: AtomicUsize::new(min.max(1)),
+            in_use: AtomicUsize::new(0),
+            peak_in_use: AtomicUsize::new(0),
+            misses: AtomicUsize::new(0),
+            refill: Arc::new(Notify::new()),
+            last_error: Mutex::new(None),
+            teardown: Mutex::new(teardown),
+        });
+        tokio::spawn(keep_ready(Arc::downgrade(&pool), pool.refill.clone()));
+        Ok(pool)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Waits for a permit, then takes a ready instance (or makes one).
+    pub async fn lease(self: &Arc<Self>) -> Result<Lease> {
+        let started = Instant::now();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("the sandbox pool is closed")?;
+        let in_use = self.in_use.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_use.fetch_max(in_use, Ordering::Relaxed);
+        let ready = self.lock_ready().pop();
+        let ready = match ready {
+            Some(ready) => ready,
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                let doubled = (self.target.load(Ordering::Relaxed) * 2).clamp(1, self.max);
+                self.target.fetch_max(doubled, Ordering::Relaxed);
+                match self.instantiate().await {
+                    Ok(ready) => ready,
+                    Err(error) => {
+                        self.in_use.fetch_sub(1, Ordering::Relaxed);
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        self.refill.notify_one();
+        Ok(Lease {
+            ready: Some(ready),
+            pool: self.clone(),
+            permit: Some(permit),
+            waited: started.elapsed(),
+        })
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            ready: self.lock_ready().len(),
+            in_use: self.in_use.load(Ordering::Relaxed),
+            target: self.target.load(Ordering::Relaxed),
+            max: self.max,
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The last failure to make an instance, if the most recent attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn instantiate(&self) -> Result<Ready> {
+        let state = HostState::new(self.services.clone(), self.max_memory_bytes);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Instantiation runs the adapter's start-up code; the run's own fuel
+        // is set when the instance is leased.
+        store.set_fuel(u64::MAX)?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            let run = &mut cx.data_mut().run;
+            if Instant::now() >= run.deadline {
+                run.timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let result = self.pre.instantiate_async(&mut store).await;
+        let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(bindings) => {
+                *last_error = None;
+                Ok(Ready { store, bindings })
+            }
+            Err(error) => {
+                let error = anyhow::Error::from(error).context("instantiating the guest");
+                *last_error = Some(format!("{error:#}"));
+                Err(error)
+            }
+        }
+    }
+
+    fn lock_ready(&self) -> std::sync::MutexGuard<'_, Vec<Ready>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn retire(&self, store: Store<HostState>, permit: Option<OwnedSemaphorePermit>) {
+        let retired = Retired {
+            _store: store,
+            _permit: permit,
+        };
+        let sender = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(mpsc::SendError(retired)) = sender.send(retired) {
+            drop(sender);
+            drop(retired);
+        }
+    }
+
+    /// Follows demand: the peak in use over the last period, plus half again.
+    fn adapt(&self) {
+        let peak = self
+            .peak_in_use
+            .swap(self.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+        let wanted = (peak + peak.div_ceil(2)).clamp(self.min.max(1), self.max);
+        let current = self.target.load(Ordering::Relaxed);
+        // Shrink gently (halfway) so a brief lull does not empty the pool.
+        let next = if wanted < current {
+            wanted.max(current / 2)
+        } else {
+            wanted
+        };
+        self.target.store(next, Ordering::Relaxed);
+        let surplus: Vec<Ready> = {
+            let mut ready = self.lock_ready();
+            let keep = ready.len().min(next);
+            ready.drain(keep..).collect()
+        };
+        for ready in surplus {
+            self.retire(ready.store, None);
+        }
+    }
+}
+
+/// The pool's background task: refill to the target whenever a lease takes
+/// an instance, and adapt the target once a period. Ends with the pool.
+async fn keep_ready(pool: Weak<SandboxPool>, refill: Arc<Notify>) {
+    let mut next_adapt = Instant::now() + ADAPT_EVERY;
+    loop {
+        {
+            let Some(pool) = pool.upgrade() else { return };
+            if Instant::now() >= next_adapt {
+                pool.adapt();
+                next_adapt = Instant::now() + ADAPT_EVERY;
+            }
+            while pool.lock_ready().len() < pool.target.load(Ordering::Relaxed) {
+                match pool.instantiate().await {
+                    Ok(ready) => pool.lock_ready().push(ready),
+                    Err(error) => {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "cannot fill the sandbox pool"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tokio::time::timeout(
+            next_adapt.saturating_duration_since(Instant::now()),
+            refill.notified(),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,254 @@
+//! Every limit from both sides: just under succeeds, over fails with its own
+//! error kind, and the sandbox keeps serving afterwards.
+
+use scriptbox::sandbox::{ErrorKind, RunLimits, RunOutcome, Sandbox};
+use scriptbox_tests::{output, run, run_as, sandbox};
+use serde_json::json;
+
+const OK_SCRIPT: &str = "export default (input) => ({ ok: true, n: input.n + 1 })";
+
+fn failure_kind(outcome: &RunOutcome) -> ErrorKind {
+    match &outcome.result {
+        Ok(success) => panic!("expected a failure, got {}", success.output),
+        Err(failure) => failure.kind,
+    }
+}
+
+/// After any failure, a normal run on the same sandbox still succeeds.
+async fn still_serves(sandbox: &Sandbox) {
+    let outcome = run(sandbox, OK_SCRIPT, json!({ "n": 41 })).await;
+    assert_eq!(output(&outcome), json!({ "ok": true, "n": 42 }));
+}
+
+fn limits(sandbox: &Sandbox) -> RunLimits {
+    sandbox.config().default_limits()
+}
+
+/// Allocates `mb` MiB in 1 MiB strings and keeps them alive.
+fn allocate(mb: u32) -> String {
+    format!(
+        "export default () => {{
+            const keep = [];
+            for (let i = 0; i < {mb}; i++) keep.push(new Uint8Array(1 << 20));
+            return keep.length;
+        }}"
+    )
+}
+
+#[tokio::test]
+async fn memory_under_the_cap_succeeds_and_over_it_fails_with_memory_limit() {
+    let sandbox = sandbox();
+    let capped = RunLimits {
+        memory_mb: 32,
+        ..limits(&sandbox)
+    };
+    let under = run_as(&sandbox, "t1", &allocate(16), json!(null), capped).await;
+    assert_eq!(output(&under), json!(16));
+    assert!(under.usage.memory_peak_bytes > 16 << 20);
+    assert!(under.usage.memory_peak_bytes <= 32 << 20);
+
+    let over = run_as(&sandbox, "t1", &allocate(40), json!(null), capped).await;
+    assert_eq!(failure_kind(&over), ErrorKind::MemoryLimit);
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_fails_with_memory_limit() {
+    let sandbox = sandbox();
+    let bomb = "export default () => { const keep = []; while (true) keep.push(new Array(10000).fill(keep.length)); }";
+    let outcome = run(&sandbox, bomb, json!(null)).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::MemoryLimit);
+    still_serves(&sandbox).await;
+}
+
+const LOOP_N: &str =
+    "export default (input) => { let x = 0; for (let i = 0; i < input.n; i++) x += i; return x; }";
+
+#[tokio::test]
+async fn fuel_under_the_cap_succeeds_and_over_it_fails_with_cpu_limit() {
+    let sandbox = sandbox();
+    let measured = run(&sandbox, LOOP_N, json!({ "n": 100_000 })).await;
+    assert_eq!(output(&measured), json!(4_999_950_000u64));
+    let needed = measured.usage.fuel_used;
+
+    let enough = RunLimits {
+        fuel: needed + needed / 10,
+        ..limits(&sandbox)
+    };
+    let under = run_as(&sandbox, "t1", LOOP_N, json!({ "n": 100_000 }), enough).await;
+    assert_eq!(output(&under), json!(4_999_950_000u64));
+
+    let short = RunLimits {
+        fuel: needed / 2,
+        ..limits(&sandbox)
+    };
+    let over = run_as(&sandbox, "t1", LOOP_N, json!({ "n": 100_000 }), short).await;
+    assert_eq!(failure_kind(&over), ErrorKind::CpuLimit);
+    assert_eq!(over.usage.fuel_used, needed / 2);
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_runs_out_of_fuel() {
+    let sandbox = sandbox();
+    let forever = "export default () => { while (true) {} }";
+    let limited = RunLimits {
+        fuel: 200_000_000,
+        timeout_ms: 60_000,
+        ..limits(&sandbox)
+    };
+    let outcome = run_as(&sandbox, "t1", forever, json!(null), limited).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::CpuLimit);
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn a_run_past_its_deadline_fails_with_timeout_and_one_within_it_succeeds() {
+    let sandbox = sandbox();
+    let unlimited_fuel = RunLimits {
+        fuel: 40_000_000_000,
+        timeout_ms: 5_000,
+        ..limits(&sandbox)
+    };
+    let quick = run_as(&sandbox, "t1", LOOP_N, json!({ "n": 1000 }), unlimited_fuel).await;
+    assert_eq!(output(&quick), json!(499_500));
+
+    let tight = RunLimits {
+        timeout_ms: 100,
+        ..unlimited_fuel
+    };
+    let forever = "export default () => { while (true) {} }";
+    let outcome = run_as(&sandbox, "t1", forever, json!(null), tight).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::Timeout);
+    assert!(
+        outcome.usage.wall.as_millis() >= 100 && outcome.usage.wall.as_millis() < 2_000,
+        "interrupted near its deadline, not at it: {:?}",
+        outcome.usage.wall
+    );
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_works_and_unbounded_recursion_is_a_stack_overflow() {
+    let sandbox = sandbox();
+    let depth =
+        "function f(n) { return n === 0 ? 0 : f(n - 1) + 1; } export default (input) => f(input.n)";
+    assert_eq!(
+        output(&run(&sandbox, depth, json!({ "n": 8000 })).await),
+        json!(8000)
+    );
+
+    let recurse = "function f(n) { return f(n + 1) + 1; } export default () => f(0)";
+    let outcome = run(&sandbox, recurse, json!(null)).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::StackOverflow);
+
+    // Many arguments per call use the interpreter's own stack faster than
+    // the wasm stack; that overflow is a stack overflow too.
+    let wide = "function f(n, a, b, c, d, e, g, h, i, j, k, l, m, o, p, q, r, s, t, u, v) {
+            return f(n + 1, a, b, c, d, e, g, h, i, j, k, l, m, o, p, q, r, s, t, u, v) + 1; }
+        export default () => f(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)";
+    let outcome = run(&sandbox, wide, json!(null)).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::StackOverflow);
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn output_over_the_limit_fails_with_output_limit() {
+    let sandbox = sandbox();
+    let small = RunLimits {
+        max_output_bytes: 1000,
+        ..limits(&sandbox)
+    };
+    let fits = "export default () => 'x'.repeat(900)";
+    let outcome = run_as(&sandbox, "t1", fits, json!(null), small).await;
+    assert_eq!(output(&outcome), json!("x".repeat(900)));
+
+    let huge = "export default () => 'x'.repeat(2000)";
+    let outcome = run_as(&sandbox, "t1", huge, json!(null), small).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::OutputLimit);
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn logs_over_the_limit_fail_with_output_limit() {
+    let sandbox = sandbox();
+    let small = RunLimits {
+        max_log_bytes: 10_000,
+        ..limits(&sandbox)
+    };
+    let chatty = "export default (input) => { for (let i = 0; i < input.n; i++) console.log('x'.repeat(100)); return input.n; }";
+    let fits = run_as(&sandbox, "t1", chatty, json!({ "n": 50 }), small).await;
+    assert_eq!(output(&fits), json!(50));
+    assert_eq!(fits.logs.len(), 50);
+
+    let outcome = run_as(&sandbox, "t1", chatty, json!({ "n": 1_000_000 }), small).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::OutputLimit);
+    assert!(outcome.logs.len() <= 100, "logs stop at the limit");
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn a_promise_that_never_settles_fails_at_once() {
+    let sandbox = sandbox();
+    let stuck = "export default async () => { await new Promise(() => {}); return 1; }";
+    let outcome = run(&sandbox, stuck, json!(null)).await;
+    assert_eq!(failure_kind(&outcome), ErrorKind::JsError);
+    let failure = outcome.result.unwrap_err();
+    assert!(
+        failure.message.contains("never settled"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        outcome.usage.wall.as_secs() < 2,
+        "does not wait for the deadline"
+    );
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn throwing_a_non_error_value_fails_with_what_was_thrown() {
+    let sandbox = sandbox();
+    for (thrown, expected) in [
+        ("'plain text'", "Uncaught plain text"),
+        ("42", "Uncaught 42"),
+        ("({ code: 7 })", "Uncaught {\"code\":7}"),
+    ] {
+        let script = format!("export default () => {{ throw {thrown}; }}");
+        let outcome = run(&sandbox, &script, json!(null)).await;
+        let failure = outcome.result.unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::JsError);
+        assert_eq!(failure.message, expected);
+    }
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn a_thrown_error_carries_its_message_and_stack() {
+    let sandbox = sandbox();
+    let script =
+        "function inner() { throw new TypeError('bad input'); }\nexport default () => inner();";
+    let failure = run(&sandbox, script, json!(null)).await.result.unwrap_err();
+    assert_eq!(failure.kind, ErrorKind::JsError);
+    assert_eq!(failure.message, "TypeError: bad input");
+    let stack = failure.stack.expect("a stack");
+    assert!(stack.contains("inner"), "{stack}");
+    assert!(stack.contains("script.js:1"), "{stack}");
+}
+
+#[tokio::test]
+async fn non_json_return_values_fail_with_output_error() {
+    let sandbox = sandbox();
+    for script in [
+        "export default () => () => 1",
+        "export default () => Symbol('x')",
+        "export default () => 10n",
+        "export default () => { const a = {}; a.self = a; return a; }",
+    ] {
+        let outcome = run(&sandbox, script, json!(null)).await;
+        assert_eq!(failure_kind(&outcome), ErrorKind::OutputError, "{script}");
+    }
+    let nothing = run(&sandbox, "export default () => {}", json!(null)).await;
+    assert_eq!(output(&nothing), json!(null));
+    still_serves(&sandbox).await;
+}
