@@ -1,0 +1,26 @@
+# scriptbox tasks. `just` installs with `cargo install just`.
+
+# Rebuild the guest (QuickJS in wasm) from source into host/guest/.
+guest:
+    ./guest-js-engine/build.sh
+
+# The whole test suite (the README's test command).
+test:
+    cargo test --workspace
+
+# Format check and clippy, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Per-run latency and throughput of the sandbox against Node.js and native QuickJS.
+bench:
+    cargo bench -p scriptbox-benches --bench sandbox
+
+# Run one script locally: just run examples/hello.js '{"name":"Ada"}'
+run file input="null":
+    cargo run --release -p scriptbox -- run {{file}} --input '{{input}}'
+
+# Everything CI does, on this machine.
+ci:
+    bash .ci/run
