@@ -1,1 +1,1 @@
-//! Benchmarks live in benches/.
+//! Benchmarks live in benches/; see benches/sandbox.rs.

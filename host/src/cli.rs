@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::Config;
 use crate::sandbox::{
     CompileFailure, FetchConfig, LimitOverrides, LogLevel, MemoryKv, RunRequest, Sandbox,
     SandboxConfig,
 };
+use crate::store::{Db, StoreError};
 
 /// Exit code for a script that failed (threw, broke a limit, did not compile).
 const EXIT_SCRIPT_FAILED: u8 = 1;
@@ -55,6 +57,122 @@ pub enum Command {
     },
     /// Compile only: prints `ok`, or the syntax error with line and column.
     Check { file: PathBuf },
+    /// Run the service: HTTP API, sandbox pool, database.
+    Serve {
+        /// A TOML config file (see scriptbox.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides the config).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Database URL (overrides the config): sqlite://FILE or postgres://...
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its API key (shown once; only a hash is kept).
+    Create {
+        /// Lowercase letters, digits and '-': the tenant's slug in webhook URLs.
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        database: Option<String>,
+    },
+}
+
+fn load_config(
+    file: Option<&Path>,
+    listen: Option<String>,
+    database: Option<String>,
+) -> Result<Config, ExitCode> {
+    let mut config = Config::load(file, std::env::vars()).map_err(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if let Some(url) = database {
+        config.database.url = url;
+    }
+    config.validate().map_err(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    Ok(config)
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {}: {error}", config.listen);
+            return ExitCode::from(EXIT_SCRIPT_FAILED);
+        }
+    };
+    let node = match crate::server::start(&config).await {
+        Ok(node) => node,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(EXIT_SCRIPT_FAILED);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    eprintln!(
+        "scriptbox listening on http://{addr} ({} database)",
+        node.exec.db().dialect()
+    );
+    match crate::server::run(listener, node, crate::server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_SCRIPT_FAILED)
+        }
+    }
+}
+
+async fn create_tenant(config: Config, name: &str) -> ExitCode {
+    if let Err(why) = crate::store::tenants_validate_name(name) {
+        eprintln!("error: {why}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let db = match Db::open(&config.database).await {
+        Ok(db) => db,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(EXIT_SCRIPT_FAILED);
+        }
+    };
+    let result = db.create_tenant(name).await;
+    db.close().await;
+    match result {
+        Ok((tenant, key)) => {
+            println!("created tenant {} ({})", tenant.name, tenant.id);
+            println!("API key (shown once, keep it safe):");
+            println!("{key}");
+            ExitCode::SUCCESS
+        }
+        Err(StoreError::Conflict(why)) => {
+            eprintln!("error: {why}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_SCRIPT_FAILED)
+        }
+    }
 }
 
 pub async fn execute(cli: Cli) -> ExitCode {
@@ -80,6 +198,25 @@ pub async fn execute(cli: Cli) -> ExitCode {
             run_file(&file, &input, overrides, fetch, stats).await
         }
         Command::Check { file } => check_file(&file).await,
+        Command::Serve {
+            config,
+            listen,
+            database,
+        } => match load_config(config.as_deref(), listen, database) {
+            Ok(config) => serve(config).await,
+            Err(code) => code,
+        },
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    config,
+                    database,
+                },
+        } => match load_config(config.as_deref(), None, database) {
+            Ok(config) => create_tenant(config, &name).await,
+            Err(code) => code,
+        },
     }
 }
 

@@ -6,7 +6,17 @@
 //! logs and usage come back to be stored and measured.
 //!
 //! - [`sandbox`]: wasmtime, the guest, the pool, limits and host imports
+//! - [`exec`]: `ExecutionService`, the one path every run takes
+//! - [`store`]: SQLite and PostgreSQL storage
+//! - [`api`]: the HTTP API
+//! - [`server`]: `scriptbox serve`
+//! - [`config`]: the typed, validated configuration
 //! - [`cli`]: the `scriptbox` command line
 
+pub mod api;
 pub mod cli;
+pub mod config;
+pub mod exec;
 pub mod sandbox;
+pub mod server;
+pub mod store;

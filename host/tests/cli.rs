@@ -31,7 +31,10 @@ fn run_prints_the_result_on_stdout_and_logs_on_stderr() {
 
 #[test]
 fn a_failing_script_exits_1_with_the_error_kind() {
-    let file = script("throw.js", "export default () => { throw new Error('nope'); }");
+    let file = script(
+        "throw.js",
+        "export default () => { throw new Error('nope'); }",
+    );
     let out = scriptbox()
         .args(["run", file.to_str().unwrap()])
         .output()

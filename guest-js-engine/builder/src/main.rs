@@ -10,9 +10,11 @@
 //! Usage: `scriptbox-guest-builder CORE.wasm OUT.wasm`
 
 use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
 use wasmtime::{Config, Engine, Linker, Store};
-use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder, p1::WasiP1Ctx};
 use wasmtime_wizer::Wizer;
 
 #[tokio::main(flavor = "current_thread")]
@@ -51,9 +53,19 @@ async fn wizen(core: &[u8]) -> Result<Vec<u8>> {
     let engine = Engine::new(&config)?;
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |cx| cx)?;
-    // An empty WASI context: initialisation must not depend on the
-    // environment, or the snapshot would not be reproducible.
-    let mut store = Store::new(&engine, WasiCtxBuilder::new().build_p1());
+    // A WASI context with no environment, fixed clocks and seeded
+    // randomness: whatever initialisation reads lands in the snapshot, and
+    // the snapshot must be the same on every build. (Nothing security
+    // relevant is drawn at init: `Math.random` seeds itself at first use and
+    // `crypto.randomUUID` reads the host's randomness on every call.)
+    let wasi = WasiCtxBuilder::new()
+        .secure_random(StdRng::seed_from_u64(0))
+        .insecure_random(StdRng::seed_from_u64(1))
+        .insecure_random_seed(2)
+        .wall_clock(FixedClock)
+        .monotonic_clock(FixedClock)
+        .build_p1();
+    let mut store = Store::new(&engine, wasi);
     let wizened = Wizer::new()
         .init_func("wizer-initialize")
         .run(&mut store, core, async |store, module| {
@@ -64,4 +76,27 @@ async fn wizen(core: &[u8]) -> Result<Vec<u8>> {
         })
         .await?;
     Ok(wizened)
+}
+
+/// A clock that always reads the Unix epoch.
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
 }

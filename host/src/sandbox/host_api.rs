@@ -23,7 +23,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use scriptbox::sandbox::{cache, clock, db, http, log};
+use self::scriptbox::sandbox::{cache, clock, db, http, log};
 
 /// Services shared by every run.
 pub struct HostServices {

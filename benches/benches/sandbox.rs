@@ -1,0 +1,236 @@
+//! Per-run cost of the sandbox, measured side by side with its peers.
+//!
+//! `cargo bench -p scriptbox-benches --bench sandbox` (or `just bench`)
+//! prints, from one run on one machine:
+//! - a trivial script through the real sandbox path (precompiled bytecode,
+//!   pooled instance, limits, teardown): p50/p99 latency, and runs/s on 1 and
+//!   2 worker threads;
+//! - the same script under Node.js, a fresh `vm` context per run;
+//! - fib(25) in the sandbox, in Node.js and in native QuickJS (rquickjs);
+//!   and the ratios between them.
+//!
+//! `SCRIPTBOX_BENCH_RUNS` sets the number of latency samples (default 20000).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use scriptbox::sandbox::{
+    Bytecode, FetchConfig, MemoryKv, RunLimits, RunRequest, Sandbox, SandboxConfig,
+};
+
+const TRIVIAL: &str = "export default (input) => ({ ok: true, n: input.n + 1 })";
+const FIB: &str = "function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+export default (input) => fib(input.n)";
+const FIB_N: u32 = 25;
+const FIB_REPEATS: usize = 7;
+const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn start_sandbox() -> Result<Sandbox> {
+    let config = SandboxConfig {
+        pool_min: 8,
+        pool_max: 16,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(
+        config,
+        FetchConfig::default(),
+        Arc::new(MemoryKv::default()),
+    )
+}
+
+fn request(n: u64, limits: RunLimits) -> RunRequest {
+    RunRequest {
+        tenant: "bench".into(),
+        input: format!("{{\"n\":{n}}}"),
+        context: "{\"trigger\":\"manual\"}".into(),
+        limits,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+struct Latency {
+    p50_us: f64,
+    p99_us: f64,
+    runs_per_s: f64,
+}
+
+/// Sequential runs, one at a time: the latency a caller sees.
+fn sandbox_latency(runs: usize) -> Result<Latency> {
+    runtime(1).block_on(async {
+        let sandbox = start_sandbox()?;
+        let bytecode = sandbox.compile(TRIVIAL).await?;
+        let limits = sandbox.config().default_limits();
+        for n in 0..1_000 {
+            sandbox.run(&bytecode, request(n, limits)).await.result?;
+        }
+        let mut samples = Vec::with_capacity(runs);
+        let started = Instant::now();
+        for n in 0..runs as u64 {
+            let t0 = Instant::now();
+            let outcome = sandbox.run(&bytecode, request(n, limits)).await;
+            samples.push(t0.elapsed().as_secs_f64() * 1e6);
+            let success = outcome.result?;
+            if success.output != format!("{{\"ok\":true,\"n\":{}}}", n + 1) {
+                bail!("wrong output {}", success.output);
+            }
+        }
+        let total = started.elapsed().as_secs_f64();
+        samples.sort_by(f64::total_cmp);
+        Ok(Latency {
+            p50_us: percentile(&samples, 0.5),
+            p99_us: percentile(&samples, 0.99),
+            runs_per_s: runs as f64 / total,
+        })
+    })
+}
+
+/// Runs from several concurrent tasks for a fixed time on `threads` workers.
+fn sandbox_throughput(threads: usize) -> Result<f64> {
+    runtime(threads).block_on(async {
+        let sandbox = start_sandbox()?;
+        let bytecode: Arc<Bytecode> = sandbox.compile(TRIVIAL).await?;
+        let limits = sandbox.config().default_limits();
+        let done = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + THROUGHPUT_FOR;
+        let tasks: Vec<_> = (0..threads * 4)
+            .map(|_| {
+                let (sandbox, bytecode, done) = (sandbox.clone(), bytecode.clone(), done.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let outcome = sandbox.run(&bytecode, request(1, limits)).await;
+                        assert!(outcome.result.is_ok());
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        for task in tasks {
+            task.await?;
+        }
+        Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    })
+}
+
+fn sandbox_fib() -> Result<f64> {
+    runtime(1).block_on(async {
+        let sandbox = start_sandbox()?;
+        let bytecode = sandbox.compile(FIB).await?;
+        let limits = RunLimits {
+            fuel: 40_000_000_000,
+            timeout_ms: 60_000,
+            ..sandbox.config().default_limits()
+        };
+        let mut times = Vec::new();
+        for _ in 0..FIB_REPEATS {
+            let outcome = sandbox.run(&bytecode, request(FIB_N as u64, limits)).await;
+            outcome.result?;
+            times.push(outcome.usage.wall.as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(percentile(&times, 0.5))
+    })
+}
+
+fn native_quickjs_fib() -> Result<f64> {
+    let runtime = rquickjs::Runtime::new()?;
+    let context = rquickjs::Context::full(&runtime)?;
+    context.with(|ctx| -> Result<f64> {
+        ctx.eval::<(), _>("function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }")?;
+        let mut times = Vec::new();
+        for _ in 0..FIB_REPEATS {
+            let t0 = Instant::now();
+            let value: i32 = ctx.eval(format!("fib({FIB_N})"))?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            if value != 75025 {
+                bail!("fib({FIB_N}) = {value}");
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(percentile(&times, 0.5))
+    })
+}
+
+fn node(args: &[&str]) -> Result<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/vm-bench.js");
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .output()
+        .context("running node (is Node.js installed?)")?;
+    if !out.status.success() {
+        bail!("node failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not run us.
+    let runs: usize = std::env::var("SCRIPTBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+
+    let latency = sandbox_latency(runs)?;
+    let one = sandbox_throughput(1)?;
+    let two = sandbox_throughput(2)?;
+    let node_trivial = node(&["trivial", &runs.to_string()])?;
+    let node_p50 = node_trivial["p50_us"].as_f64().unwrap_or(f64::NAN);
+    let node_p99 = node_trivial["p99_us"].as_f64().unwrap_or(f64::NAN);
+    let node_rate = node_trivial["runs_per_s"].as_f64().unwrap_or(f64::NAN);
+
+    let fib_sandbox = sandbox_fib()?;
+    let fib_native = native_quickjs_fib()?;
+    let fib_node = node(&["fib", &FIB_N.to_string(), &FIB_REPEATS.to_string()])?["median_ms"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+
+    println!("trivial script, {runs} sequential runs each:");
+    println!(
+        "  sandbox            p50 {:>7.1} us  p99 {:>7.1} us  {:>9.0} runs/s (1 task)",
+        latency.p50_us, latency.p99_us, latency.runs_per_s
+    );
+    println!(
+        "  node vm context    p50 {node_p50:>7.1} us  p99 {node_p99:>7.1} us  {node_rate:>9.0} runs/s"
+    );
+    println!(
+        "  sandbox/node runs/s ratio (1 task): {:.1}x",
+        latency.runs_per_s / node_rate
+    );
+    println!(
+        "throughput, {} s, 4 tasks per worker thread:",
+        THROUGHPUT_FOR.as_secs()
+    );
+    println!("  sandbox 1 thread   {one:>9.0} runs/s");
+    println!(
+        "  sandbox 2 threads  {two:>9.0} runs/s  ({:.2}x of 1 thread)",
+        two / one
+    );
+    println!("  sandbox 2 threads / node: {:.1}x", two / node_rate);
+    println!("fib({FIB_N}), median of {FIB_REPEATS}:");
+    println!("  sandbox            {fib_sandbox:>8.2} ms");
+    println!(
+        "  native quickjs     {fib_native:>8.2} ms  (sandbox is {:.2}x)",
+        fib_sandbox / fib_native
+    );
+    println!(
+        "  node               {fib_node:>8.2} ms  (sandbox is {:.2}x)",
+        fib_sandbox / fib_node
+    );
+    Ok(())
+}

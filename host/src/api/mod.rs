@@ -1,0 +1,101 @@
+//! The HTTP API (SPEC section 5): tenant-scoped routes for scripts and
+//! executions. Every `/api` route needs `Authorization: Bearer <api key>`;
+//! every query is scoped to the key's tenant, so another tenant's object is
+//! a 404. Errors are `{"error": "<message>"}`.
+
+mod error;
+mod executions;
+mod json;
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use moka::future::Cache;
+
+pub use error::AppError;
+
+use crate::exec::ExecutionService;
+use crate::store::{StoreError, Tenant, hash_api_key};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub exec: ExecutionService,
+    /// Tenants by API-key hash, so a request costs no key lookup in the
+    /// database once seen. Entries live a minute.
+    tenants: Cache<String, Arc<Tenant>>,
+}
+
+impl AppState {
+    pub fn new(exec: ExecutionService) -> Self {
+        Self {
+            exec,
+            tenants: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+}
+
+/// The routes, without a listener: tests can drive them with `oneshot`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/scripts", post(scripts::create).get(scripts::list))
+        .route(
+            "/api/scripts/{id}",
+            get(scripts::show)
+                .put(scripts::update)
+                .delete(scripts::remove),
+        )
+        .route("/api/scripts/{id}/run", post(scripts::run))
+        .route("/api/executions", get(executions::list))
+        .route("/api/executions/{id}", get(executions::show))
+        .route("/api/executions/{id}/retry", post(executions::retry))
+        .route("/health/live", get(|| async { "OK" }))
+        .fallback(|| async { AppError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+/// The tenant a request's API key belongs to.
+pub struct Auth(pub Arc<Tenant>);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(AppError::Unauthorized(
+                "missing Authorization: Bearer <api key>",
+            ))?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(AppError::Unauthorized(
+                "Authorization must be Bearer <api key>",
+            ))?;
+        let hash = hash_api_key(key);
+        if let Some(tenant) = state.tenants.get(&hash).await {
+            return Ok(Auth(tenant));
+        }
+        let State(state) = State(state.clone());
+        match state.exec.db().tenant_by_key(key).await {
+            Ok(tenant) => {
+                let tenant = Arc::new(tenant);
+                state.tenants.insert(hash, tenant.clone()).await;
+                Ok(Auth(tenant))
+            }
+            Err(StoreError::NotFound) => Err(AppError::Unauthorized("invalid API key")),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! `/api/scripts`: create, list, show, update, delete, run.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::json::Body;
+use super::{AppError, AppState, Auth};
+use crate::api::executions::execution_json;
+use crate::exec::Trigger;
+use crate::sandbox::{CompileFailure, LimitOverrides};
+use crate::store::{NewScript, ScriptRecord};
+
+const MAX_SOURCE_BYTES: usize = 1 << 20;
+const DEFAULT_MAX_RETRIES: i64 = 3;
+const DEFAULT_RETRY_DELAY_MS: i64 = 5 * 60 * 1000;
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerType {
+    Manual,
+    Scheduled,
+    Webhook,
+}
+
+impl TriggerType {
+    fn as_str(self) -> &'static str {
+        match self {
+            TriggerType::Manual => "manual",
+            TriggerType::Scheduled => "scheduled",
+            TriggerType::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rps: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthType {
+    None,
+    Bearer,
+    HmacGithub,
+    HmacStripe,
+    StandardWebhooks,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAuth {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A create or update body. On update, missing fields keep their values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptBody {
+    name: Option<String>,
+    source: Option<String>,
+    trigger_type: Option<TriggerType>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    webhook_path: Option<String>,
+    enabled: Option<bool>,
+    limits: Option<LimitOverrides>,
+    rate_limit: Option<RateLimit>,
+    webhook_auth: Option<WebhookAuth>,
+    webhook_methods: Option<Vec<String>>,
+    max_retries: Option<u32>,
+    retry_delay_ms: Option<u64>,
+}
+
+/// The API's view of a script: secrets never leave.
+pub fn script_json(s: &ScriptRecord) -> Value {
+    let parse = |text: &Option<String>| -> Value {
+        text.as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let auth = parse(&s.webhook_auth);
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "source": s.source,
+        "version": s.version,
+        "trigger_type": s.trigger_type,
+        "schedule": s.schedule,
+        "timezone": s.timezone,
+        "webhook_path": s.webhook_path,
+        "enabled": s.enabled,
+        "limits": serde_json::from_str::<Value>(&s.limits).unwrap_or(json!({})),
+        "rate_limit": parse(&s.rate_limit),
+        "webhook_auth": if auth.is_null() { Value::Null } else { json!({ "type": auth["type"] }) },
+        "webhook_methods": parse(&s.webhook_methods),
+        "max_retries": s.max_retries,
+        "retry_delay_ms": s.retry_delay_ms,
+        "next_run_at": s.next_run_at.map(rfc3339),
+        "last_executed_at": s.last_executed_at.map(rfc3339),
+        "created_at": rfc3339(s.created_at),
+        "updated_at": rfc3339(s.updated_at),
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A minimal check of a cron expression's shape (5 fields or a descriptor).
+fn check_schedule(expr: &str) -> Result<(), String> {
+    let mut text = expr.trim();
+    for prefix in ["CRON_TZ=", "TZ="] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            text = rest.split_once(' ').map(|(_, e)| e.trim()).unwrap_or("");
+        }
+    }
+    if let Some(descriptor) = text.strip_prefix('@') {
+        let known = [
+            "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
+        ];
+        if known.contains(&descriptor) || descriptor.starts_with("every ") {
+            return Ok(());
+        }
+        return Err(format!("unrecognized descriptor: {text}"));
+    }
+    let fields = text.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!("expected exactly 5 fields, found {fields}: {expr}"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ",-*/?".contains(c);
+    if let Some(bad) = text.chars().find(|c| !c.is_whitespace() && !allowed(*c)) {
+        return Err(format!("unexpected character {bad:?} in {expr}"));
+    }
+    Ok(())
+}
+
+/// `/hooks/a` and `hooks/a` are the same path; stored with one leading slash.
+fn normalise_path(path: &str) -> Result<String, AppError> {
+    let trimmed = path.trim().trim_start_matches('/');
+    let ok = !trimmed.is_empty()
+        && trimmed.len() <= 200
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./~".contains(c))
+        && !trimmed
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    if !ok {
+        return Err(AppError::bad(format!(
+            "invalid webhook_path {path:?}: use segments of letters, digits and - _ . ~ separated by /"
+        )));
+    }
+    Ok(format!("/{trimmed}"))
+}
+
+/// Merges `body` onto `current` (or defaults) and validates the result.
+async fn prepare(
+    state: &AppState,
+    body: ScriptBody,
+    current: Option<&ScriptRecord>,
+) -> Result<NewScript, AppError> {
+    let stored = |f: fn(&ScriptRecord) -> Option<String>| current.and_then(f);
+    let name = body
+        .name
+        .or_else(|| current.map(|c| c.name.clone()))
+        .ok_or_else(|| AppError::bad("missing field `name`"))?;
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(AppError::bad("name must be 1-200 characters"));
+    }
+    let source = body
+        .source
+        .or_else(|| current.map(|c| c.source.clone()))
+        .ok_or_else(|| AppError::bad("missing field `source`"))?;
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(AppError::PayloadTooLarge(format!(
+            "source is {} bytes, over the limit of {MAX_SOURCE_BYTES}",
+            source.len()
+        )));
+    }
+    let trigger = match body.trigger_type {
+        Some(t) => t,
+        None => match current.map(|c| c.trigger_type.as_str()) {
+            Some("manual") => TriggerType::Manual,
+            Some("scheduled") => TriggerType::Scheduled,
+            Some("webhook") => TriggerType::Webhook,
+            _ => return Err(AppError::bad("missing field `trigger_type`")),
+        },
+    };
+    let schedule = body.schedule.or_else(|| stored(|c| c.schedule.clone()));
+    let timezone = body.timezone.or_else(|| stored(|c| c.timezone.clone()));
+    let webhook_path = match body.webhook_path {
+        Some(path) => Some(normalise_path(&path)?),
+        None => stored(|c| c.webhook_path.clone()),
+    };
+    match trigger {
+        TriggerType::Scheduled => {
+            let expr = schedule
+                .as_deref()
+                .ok_or_else(|| AppError::bad("a scheduled script needs `schedule`"))?;
+            check_schedule(expr)
+                .map_err(|why| AppError::bad(format!("invalid cron expression: {why}")))?;
+        }
+        TriggerType::Webhook if webhook_path.is_none() => {
+            return Err(AppError::bad("a webhook script needs `webhook_path`"));
+        }
+        _ => {}
+    }
+    if let Some(zone) = &timezone
+        && (zone.is_empty() || zone.len() > 64)
+    {
+        return Err(AppError::bad(format!("invalid timezone {zone:?}")));
+    }
+
+    let limits = match body.limits {
+        Some(limits) => limits,
+        None => current
+            .and_then(|c| serde_json::from_str(&c.limits).ok())
+            .unwrap_or_default(),
+    };
+    state
+        .exec
+        .sandbox()
+        .config()
+        .limits_with(&limits)
+        .map_err(AppError::BadRequest)?;
+
+    if let Some(rate) = &body.rate_limit
+        && (rate.rps == 0 || rate.burst == 0)
+    {
+        return Err(AppError::bad(
+            "rate_limit.rps and rate_limit.burst must be at least 1",
+        ));
+    }
+    let rate_limit = match body.rate_limit {
+        Some(rate) => Some(serde_json::to_string(&rate).expect("serialisable")),
+        None => stored(|c| c.rate_limit.clone()),
+    };
+
+    let webhook_auth = match body.webhook_auth {
+        Some(mut auth) => {
+            if auth.kind == AuthType::None {
+                auth.secret = None;
+            } else if auth.secret.as_deref().is_none_or(str::is_empty) {
+                // Keep the stored secret when only the type is resent.
+                let previous: Option<WebhookAuth> = current
+                    .and_then(|c| c.webhook_auth.as_deref())
+                    .and_then(|t| serde_json::from_str(t).ok());
+                match previous {
+                    Some(p) if p.kind == auth.kind && p.secret.is_some() => auth.secret = p.secret,
+                    _ => {
+                        return Err(AppError::bad(
+                            "webhook_auth.secret is required for this auth type",
+                        ));
+                    }
+                }
+            }
+            Some(serde_json::to_string(&auth).expect("serialisable"))
+        }
+        None => stored(|c| c.webhook_auth.clone()),
+    };
+    let webhook_methods = match body.webhook_methods {
+        Some(methods) => {
+            let mut upper = Vec::with_capacity(methods.len());
+            for method in methods {
+                let m = method.trim().to_ascii_uppercase();
+                if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()) {
+                    return Err(AppError::bad(format!("invalid HTTP method {method:?}")));
+                }
+                upper.push(m);
+            }
+            Some(serde_json::to_string(&upper).expect("serialisable"))
+        }
+        None => stored(|c| c.webhook_methods.clone()),
+    };
+
+    // Syntax errors are caught on save, not at the first run.
+    match state.exec.sandbox().compile(&source).await {
+        Ok(_) => {}
+        Err(CompileFailure::Syntax(e)) => {
+            return Err(AppError::bad(format!(
+                "syntax error at line {}, column {}: {}",
+                e.line, e.column, e.message
+            )));
+        }
+        Err(CompileFailure::Sandbox(failure)) => {
+            return Err(AppError::Unavailable(format!(
+                "the script could not be compiled: {failure}"
+            )));
+        }
+    }
+
+    Ok(NewScript {
+        name,
+        source,
+        trigger_type: trigger.as_str().into(),
+        schedule: if trigger == TriggerType::Scheduled {
+            schedule
+        } else {
+            None
+        },
+        timezone,
+        webhook_path: if trigger == TriggerType::Webhook {
+            webhook_path
+        } else {
+            None
+        },
+        enabled: body.enabled.or(current.map(|c| c.enabled)).unwrap_or(true),
+        limits: serde_json::to_string(&limits).expect("serialisable"),
+        rate_limit,
+        webhook_auth,
+        webhook_methods,
+        max_retries: body
+            .max_retries
+            .map(i64::from)
+            .or(current.map(|c| c.max_retries))
+            .unwrap_or(DEFAULT_MAX_RETRIES),
+        retry_delay_ms: body
+            .retry_delay_ms
+            .map(|v| v as i64)
+            .or(current.map(|c| c.retry_delay_ms))
+            .unwrap_or(DEFAULT_RETRY_DELAY_MS),
+        next_run_at: None,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Body(body): Body<ScriptBody>,
+) -> Result<Response, AppError> {
+    let new = prepare(&state, body, None).await?;
+    let script = state.exec.db().create_script(&tenant.id, &new).await?;
+    Ok((StatusCode::CREATED, Json(script_json(&script))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(AppError::bad(format!(
+            "limit must be from 1 to {MAX_PAGE}, got {n}"
+        ))),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, AppError> {
+    let limit = page_limit(page.limit)?;
+    let mut rows = state
+        .exec
+        .db()
+        .list_scripts(&tenant.id, page.cursor.as_deref(), limit + 1)
+        .await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = rows.iter().map(script_json).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let script = state.exec.db().script(&tenant.id, &id).await?;
+    Ok(Json(script_json(&script)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+    Body(body): Body<ScriptBody>,
+) -> Result<Json<Value>, AppError> {
+    let current = state.exec.db().script(&tenant.id, &id).await?;
+    let new = prepare(&state, body, Some(&current)).await?;
+    let script = state.exec.db().update_script(&tenant.id, &id, &new).await?;
+    state.exec.sandbox().forget(&current.id, current.version);
+    Ok(Json(script_json(&script)))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let current = state.exec.db().script(&tenant.id, &id).await?;
+    state.exec.db().delete_script(&tenant.id, &id).await?;
+    state.exec.sandbox().forget(&current.id, current.version);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    #[serde(default)]
+    input: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    #[serde(rename = "async", default)]
+    run_async: bool,
+}
+
+pub async fn run(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    // The body is optional: no body runs with `input: null`.
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice::<RunBody>(&body)
+            .map_err(|e| AppError::bad(format!("invalid JSON body: {e}")))?
+            .input
+    };
+    let script = state.exec.db().script(&tenant.id, &id).await?;
+    if query.run_async {
+        let execution_id = state.exec.run_async(script, Trigger::Manual, input).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "execution_id": execution_id })),
+        )
+            .into_response());
+    }
+    let execution = state.exec.run_now(&script, Trigger::Manual, &input).await?;
+    Ok(Json(execution_json(&execution)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_shapes() {
+        for good in [
+            "* * * * *",
+            "0 9 * * MON-FRI",
+            "@daily",
+            "@every 5m",
+            "CRON_TZ=UTC 0 0 * * *",
+        ] {
+            assert!(check_schedule(good).is_ok(), "{good}");
+        }
+        for bad in ["* * * *", "@sometimes", "0 0 * * * *", "a;b * * * *"] {
+            assert!(check_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn webhook_paths_are_normalised() {
+        assert_eq!(normalise_path("hooks/github").unwrap(), "/hooks/github");
+        assert_eq!(normalise_path("/hooks/github").unwrap(), "/hooks/github");
+        for bad in ["", "/", "a//b", "../x", "a b", "a/./b"] {
+            assert!(normalise_path(bad).is_err(), "{bad}");
+        }
+    }
+}

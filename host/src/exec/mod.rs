@@ -1,0 +1,279 @@
+//! `ExecutionService`: the one path every run takes, whatever triggered it.
+//!
+//! accept (insert `queued`) → start (`running`) → compile (cached per script
+//! version) → run in the sandbox → store result, logs and usage
+//! (`completed` or `failed`). The row exists before any work starts, so an
+//! accepted run is never lost: a crash leaves it open, and recovery marks it
+//! `abandoned`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::sandbox::{CompileFailure, LimitOverrides, RunFailure, RunOutcome, RunRequest, Sandbox};
+use crate::store::{
+    Db, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution, ScriptRecord, StoreResult,
+    new_id,
+};
+
+/// How a run was triggered; stored as `trigger_type` and passed as
+/// `ctx.trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Manual,
+    Scheduled,
+    Webhook,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Scheduled => "scheduled",
+            Trigger::Webhook => "webhook",
+        }
+    }
+}
+
+/// How often a node records that it is alive, and how old a heartbeat may be
+/// before the node's open runs count as abandoned.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct ExecutionService {
+    db: Db,
+    sandbox: Sandbox,
+    node_id: Arc<str>,
+}
+
+impl ExecutionService {
+    pub fn new(db: Db, sandbox: Sandbox, node_id: String) -> Self {
+        Self {
+            db,
+            sandbox,
+            node_id: node_id.into(),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Records a run of `script` as `queued` and returns its id. The run
+    /// itself happens in [`Self::execute`].
+    pub async fn accept(
+        &self,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> StoreResult<String> {
+        let id = new_id();
+        self.db
+            .insert_execution(&NewExecution {
+                id: id.clone(),
+                tenant_id: script.tenant_id.clone(),
+                script_id: script.id.clone(),
+                script_version: script.version,
+                trigger_type: trigger.as_str().into(),
+                input: input.to_string(),
+                attempt,
+                node_id: self.node_id.to_string(),
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Runs an accepted execution to its end and stores the result. Returns
+    /// the sandbox's outcome (`None` if the record could not be started, for
+    /// instance because recovery already marked it abandoned).
+    pub async fn execute(
+        &self,
+        execution_id: &str,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> StoreResult<Option<RunOutcome>> {
+        if self.db.start_execution(execution_id).await.is_err() {
+            return Ok(None);
+        }
+        let outcome = self
+            .run_script(execution_id, script, trigger, input, attempt)
+            .await;
+        let finished = finished_run(&outcome);
+        self.db.finish_execution(execution_id, &finished).await?;
+        self.db
+            .mark_script_executed(&script.id, crate::store::now_ms())
+            .await?;
+        Ok(Some(outcome))
+    }
+
+    /// Accepts and runs to the end; returns the stored execution.
+    pub async fn run_now(
+        &self,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+    ) -> StoreResult<ExecutionRecord> {
+        let id = self.accept(script, trigger, input, 0).await?;
+        self.execute(&id, script, trigger, input, 0).await?;
+        self.db.execution(&script.tenant_id, &id).await
+    }
+
+    /// Accepts now and runs in the background; returns the execution id.
+    pub async fn run_async(
+        &self,
+        script: ScriptRecord,
+        trigger: Trigger,
+        input: Value,
+    ) -> StoreResult<String> {
+        let id = self.accept(&script, trigger, &input, 0).await?;
+        let service = self.clone();
+        let execution_id = id.clone();
+        tokio::spawn(async move {
+            if let Err(error) = service
+                .execute(&execution_id, &script, trigger, &input, 0)
+                .await
+            {
+                tracing::error!(
+                    execution_id,
+                    error = format!("{error:#}"),
+                    "storing a run failed"
+                );
+            }
+        });
+        Ok(id)
+    }
+
+    async fn run_script(
+        &self,
+        execution_id: &str,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> RunOutcome {
+        let failed = |failure: RunFailure| RunOutcome {
+            result: Err(failure),
+            logs: Vec::new(),
+            usage: Default::default(),
+        };
+        let overrides: LimitOverrides = serde_json::from_str(&script.limits).unwrap_or_default();
+        let limits = match self.sandbox.config().limits_with(&overrides) {
+            Ok(limits) => limits,
+            Err(why) => {
+                return failed(RunFailure {
+                    kind: crate::sandbox::ErrorKind::Internal,
+                    message: format!("the script's limits are no longer allowed: {why}"),
+                    stack: None,
+                });
+            }
+        };
+        let bytecode = match self
+            .sandbox
+            .compile_cached(&script.id, script.version, &script.source)
+            .await
+        {
+            Ok(bytecode) => bytecode,
+            Err(CompileFailure::Syntax(e)) => {
+                return failed(RunFailure {
+                    kind: crate::sandbox::ErrorKind::CompileError,
+                    message: e.to_string(),
+                    stack: None,
+                });
+            }
+            Err(CompileFailure::Sandbox(failure)) => return failed(failure),
+        };
+        let context = serde_json::json!({
+            "scriptId": script.id,
+            "executionId": execution_id,
+            "tenantId": script.tenant_id,
+            "trigger": trigger.as_str(),
+            "attempt": attempt,
+        });
+        let request = RunRequest {
+            tenant: script.tenant_id.clone(),
+            input: input.to_string(),
+            context: context.to_string(),
+            limits,
+        };
+        self.sandbox.run(&bytecode, request).await
+    }
+
+    /// Marks open runs of dead nodes (all others, on SQLite) as abandoned.
+    pub async fn recover(&self) -> StoreResult<u64> {
+        let alive_since = match self.db {
+            Db::Sqlite(_) => i64::MAX,
+            Db::Postgres(_) => crate::store::now_ms() - HEARTBEAT_STALE_AFTER.as_millis() as i64,
+        };
+        self.db.abandon_executions(&self.node_id, alive_since).await
+    }
+
+    /// Heartbeats and sweeps for abandoned runs until `shutdown` resolves.
+    pub async fn keep_alive(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            if let Err(error) = self.db.heartbeat(&self.node_id).await {
+                tracing::warn!(error = format!("{error:#}"), "heartbeat failed");
+            }
+            if matches!(self.db, Db::Postgres(_)) {
+                match self.recover().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(count = n, "marked runs of stopped nodes abandoned"),
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "recovery sweep failed")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+}
+
+/// The stored form of a run's outcome.
+fn finished_run(outcome: &RunOutcome) -> FinishedRun {
+    let logs = serde_json::to_string(&outcome.logs).unwrap_or_else(|_| "[]".into());
+    let usage = &outcome.usage;
+    let (status, output, error_type, error_message, error_stack) = match &outcome.result {
+        Ok(success) => (
+            ExecutionStatus::Completed,
+            Some(success.output.clone()),
+            None,
+            None,
+            None,
+        ),
+        Err(failure) => (
+            ExecutionStatus::Failed,
+            None,
+            Some(failure.kind.as_str().to_owned()),
+            Some(failure.message.clone()),
+            failure.stack.clone(),
+        ),
+    };
+    FinishedRun {
+        status,
+        output,
+        error_type,
+        error_message,
+        error_stack,
+        logs,
+        duration_ms: usage.wall.as_millis() as i64,
+        fuel_used: usage.fuel_used as i64,
+        memory_peak_bytes: usage.memory_peak_bytes as i64,
+        cpu_time_us: usage.cpu.as_micros() as i64,
+    }
+}

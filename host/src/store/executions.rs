@@ -1,0 +1,210 @@
+//! Executions: one row per run, written before the run starts and completed
+//! when it ends, so no accepted run goes unrecorded.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Db, StoreError, StoreResult, now_ms, on_pool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Dead,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// An execution as stored. `input`, `output` and `logs` are JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub script_id: String,
+    pub script_version: i64,
+    pub trigger_type: String,
+    pub status: String,
+    pub input: String,
+    pub output: Option<String>,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub error_stack: Option<String>,
+    pub logs: String,
+    pub attempt: i64,
+    pub node_id: String,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub fuel_used: Option<i64>,
+    pub memory_peak_bytes: Option<i64>,
+    pub cpu_time_us: Option<i64>,
+}
+
+/// What is known when a run is accepted.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: String,
+    pub tenant_id: String,
+    pub script_id: String,
+    pub script_version: i64,
+    pub trigger_type: String,
+    pub input: String,
+    pub attempt: i64,
+    pub node_id: String,
+}
+
+/// What a finished run adds.
+#[derive(Debug, Clone)]
+pub struct FinishedRun {
+    pub status: ExecutionStatus,
+    pub output: Option<String>,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub error_stack: Option<String>,
+    pub logs: String,
+    pub duration_ms: i64,
+    pub fuel_used: i64,
+    pub memory_peak_bytes: i64,
+    pub cpu_time_us: i64,
+}
+
+/// Which executions a list returns.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub script_id: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    /// The cursor: only executions older than this id.
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, script_id, script_version, trigger_type, status, input, \
+    output, error_type, error_message, error_stack, logs, attempt, node_id, queued_at, \
+    started_at, finished_at, duration_ms, fuel_used, memory_peak_bytes, cpu_time_us";
+
+impl Db {
+    /// Records an accepted run as `queued`.
+    pub async fn insert_execution(&self, new: &NewExecution) -> StoreResult<()> {
+        let sql = "INSERT INTO executions (id, tenant_id, script_id, script_version, trigger_type, \
+            status, input, logs, attempt, node_id, queued_at) \
+            VALUES ($1, $2, $3, $4, $5, 'queued', $6, '[]', $7, $8, $9)";
+        on_pool!(self, pool => {
+            sqlx::query(sql)
+                .bind(&new.id).bind(&new.tenant_id).bind(&new.script_id).bind(new.script_version)
+                .bind(&new.trigger_type).bind(&new.input).bind(new.attempt).bind(&new.node_id)
+                .bind(now_ms())
+                .execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Moves a queued execution to `running`; returns the start time.
+    pub async fn start_execution(&self, id: &str) -> StoreResult<i64> {
+        let now = now_ms();
+        let done = on_pool!(self, pool => {
+            sqlx::query("UPDATE executions SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
+                .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        if done == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(now)
+    }
+
+    /// Stores a run's result. Only a running (or queued) execution can
+    /// finish, so a run already recorded as abandoned stays so.
+    pub async fn finish_execution(&self, id: &str, run: &FinishedRun) -> StoreResult<()> {
+        let sql = "UPDATE executions SET status = $2, output = $3, error_type = $4, \
+            error_message = $5, error_stack = $6, logs = $7, finished_at = $8, duration_ms = $9, \
+            fuel_used = $10, memory_peak_bytes = $11, cpu_time_us = $12 \
+            WHERE id = $1 AND status IN ('queued', 'running')";
+        on_pool!(self, pool => {
+            sqlx::query(sql)
+                .bind(id).bind(run.status.as_str()).bind(&run.output).bind(&run.error_type)
+                .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now_ms())
+                .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
+                .bind(run.cpu_time_us)
+                .execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn execution(&self, tenant_id: &str, id: &str) -> StoreResult<ExecutionRecord> {
+        let sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2");
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await
+        })
+        .map_err(Into::into)
+    }
+
+    /// A page of a tenant's executions, newest first.
+    pub async fn list_executions(
+        &self,
+        tenant_id: &str,
+        filter: &ExecutionFilter,
+    ) -> StoreResult<Vec<ExecutionRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR script_id = $2) AND ($3 IS NULL OR status = $3) \
+             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        );
+        let status = filter.status.map(ExecutionStatus::as_str);
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, ExecutionRecord>(&sql)
+                .bind(tenant_id).bind(&filter.script_id).bind(status)
+                .bind(&filter.before).bind(filter.limit)
+                .fetch_all(pool).await
+        })
+        .map_err(Into::into)
+    }
+
+    /// Marks runs that can no longer finish as `failed` with kind
+    /// `abandoned`: open runs of other nodes whose last heartbeat is older
+    /// than `alive_since` (`i64::MAX`: every other node, as on a single-node
+    /// SQLite start, where any open run belongs to a process that is gone).
+    pub async fn abandon_executions(&self, node_id: &str, alive_since: i64) -> StoreResult<u64> {
+        let sql = "UPDATE executions SET status = 'failed', error_type = 'abandoned', \
+            error_message = 'the node running this execution stopped before it finished', \
+            finished_at = $3 \
+            WHERE status IN ('queued', 'running') AND node_id <> $1 \
+            AND node_id NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $2)";
+        let done = on_pool!(self, pool => {
+            sqlx::query(sql).bind(node_id).bind(alive_since).bind(now_ms()).execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        Ok(done)
+    }
+
+    /// Records that `node_id` is alive.
+    pub async fn heartbeat(&self, node_id: &str) -> StoreResult<()> {
+        let sql = "INSERT INTO nodes (id, heartbeat_at) VALUES ($1, $2) \
+            ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+        on_pool!(self, pool => {
+            sqlx::query(sql).bind(node_id).bind(now_ms()).execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+}

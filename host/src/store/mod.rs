@@ -1,0 +1,170 @@
+//! Storage: tenants, scripts, executions and `sdk.db` data, in SQLite or
+//! PostgreSQL.
+//!
+//! [`Db`] holds a pool of either kind. Every query is written once with `$N`
+//! placeholders, which both drivers accept, and runs on whichever pool is
+//! open (`on_pool!`); rows decode through the same `FromRow` structs. Times
+//! are stored as milliseconds since the Unix epoch. Ids are UUIDv7, so
+//! ordering by id is ordering by creation and serves as the list cursor.
+
+mod executions;
+mod kv;
+mod scripts;
+mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use executions::{
+    ExecutionFilter, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution,
+};
+pub use kv::DbKv;
+pub use scripts::{NewScript, ScriptRecord};
+pub use tenants::{Tenant, hash_api_key, new_api_key, validate_name as tenants_validate_name};
+
+use crate::config::DatabaseConfig;
+
+/// An open database of either kind.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool is open: `$pool` is a
+/// `&SqlitePool` in one arm and a `&PgPool` in the other.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Errors callers branch on; anything else is an internal error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// Input the store refuses; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// A unique constraint: the message names what is taken.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            other => StoreError::Other(other.into()),
+        }
+    }
+}
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// Whether an error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+impl Db {
+    /// Opens the database, creating a SQLite file if missing, and applies
+    /// the migrations of its dialect.
+    pub async fn open(config: &DatabaseConfig) -> Result<Self> {
+        let url = config.url.as_str();
+        let db = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("invalid SQLite URL {url:?}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections)
+                .min_connections(config.min_idle.min(config.max_connections))
+                .max_lifetime(config.max_lifetime())
+                .idle_timeout(config.idle_timeout())
+                .connect_with(options)
+                .await
+                .with_context(|| format!("opening {url}"))?;
+            Db::Sqlite(pool)
+        } else {
+            let options = PgConnectOptions::from_str(url)
+                .with_context(|| format!("invalid PostgreSQL URL {url:?}"))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .min_connections(config.min_idle.min(config.max_connections))
+                .max_lifetime(config.max_lifetime())
+                .idle_timeout(config.idle_timeout())
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .with_context(|| format!("connecting to {}", redact(url)))?;
+            Db::Postgres(pool)
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await,
+            Db::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await,
+        }
+        .context("applying migrations")
+    }
+
+    pub fn dialect(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,60 @@
+//! The scripts in `examples/` compile and do what their comments say.
+
+use scriptbox_tests::{output, run, sandbox};
+use serde_json::json;
+
+fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn every_example_compiles() {
+    let sandbox = sandbox();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "js") {
+            let source = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = sandbox.compile(&source).await {
+                panic!("{}: {e}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "found {seen} examples");
+}
+
+#[tokio::test]
+async fn hello_counter_and_webhook_reply_behave_as_documented() {
+    let sandbox = sandbox();
+    let hello = run(&sandbox, &example("hello.js"), json!({ "name": "Ada" })).await;
+    assert_eq!(output(&hello), json!({ "greeting": "Hello, Ada!" }));
+    assert_eq!(hello.logs[0].message, "called by manual");
+
+    let counter = example("counter.js");
+    assert_eq!(
+        output(&run(&sandbox, &counter, json!(null)).await),
+        json!({ "n": 1 })
+    );
+    assert_eq!(
+        output(&run(&sandbox, &counter, json!(null)).await),
+        json!({ "n": 2 })
+    );
+
+    let reply = example("webhook-reply.js");
+    let post = run(
+        &sandbox,
+        &reply,
+        json!({ "method": "POST", "body": { "id": 7 } }),
+    )
+    .await;
+    let reply_post = post.result.unwrap().reply.unwrap();
+    assert_eq!(reply_post.status, 202);
+    assert_eq!(reply_post.body, r#"{"received":{"id":7}}"#);
+    let get = run(&sandbox, &reply, json!({ "method": "GET" })).await;
+    assert_eq!(get.result.unwrap().reply.unwrap().status, 405);
+}
