@@ -58,7 +58,7 @@ CREATE TABLE executions (
     duration_ms       BIGINT,
     fuel_used         BIGINT,
     memory_peak_bytes BIGINT,
-    cpu_time_us       INTEGER
+    cpu_time_us       BIGINT
 );
 -- A script's history, newest first.
 CREATE INDEX executions_by_script ON executions (script_id, id);

@@ -67,3 +67,5 @@ pub fn output(outcome: &RunOutcome) -> serde_json::Value {
         Err(failure) => panic!("the run failed: {failure:?}; logs: {:?}", outcome.logs),
     }
 }
+
+pub mod service;

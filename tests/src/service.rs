@@ -1,0 +1,171 @@
+//! A real `scriptbox serve` node on 127.0.0.1:0, on a fresh SQLite file or a
+//! fresh PostgreSQL database, with an HTTP client.
+
+use std::time::Duration;
+
+use scriptbox::config::Config;
+use scriptbox::exec::ExecutionService;
+use serde_json::Value;
+use sqlx::Connection;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `SCRIPTBOX_TEST_POSTGRES_URL`, or `None` (the test says it was skipped).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("SCRIPTBOX_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A database URL of its own for one test: a new SQLite file, or a new
+/// database on the PostgreSQL server. `None` when PostgreSQL is not set up.
+pub async fn fresh_database(backend: Backend) -> Option<String> {
+    let name = format!("sbx_{}", uuid::Uuid::new_v4().simple());
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("scriptbox-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            Some(format!(
+                "sqlite://{}",
+                dir.join(format!("{name}.db")).display()
+            ))
+        }
+        Backend::Postgres => {
+            let Some(admin) = postgres_url() else {
+                eprintln!("skipped: SCRIPTBOX_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connecting to SCRIPTBOX_TEST_POSTGRES_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("creating a test database");
+            let mut url = url::Url::parse(&admin).expect("a valid URL");
+            url.set_path(&name);
+            Some(url.to_string())
+        }
+    }
+}
+
+pub struct TestNode {
+    pub base: String,
+    /// The PostgreSQL database made for this test, dropped by `stop`.
+    pub postgres_admin: Option<(String, String)>,
+    pub client: reqwest::Client,
+    pub exec: ExecutionService,
+    pub database_url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestNode {
+    /// Starts a node on `database_url`.
+    pub async fn start(database_url: &str) -> Self {
+        // Server-side errors show in the failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("scriptbox=warn")
+            .try_init();
+        let mut config = Config::default();
+        config.database.url = database_url.to_owned();
+        config.database.min_idle = 1;
+        config.sandbox.pool_min = 2;
+        config.sandbox.pool_max = 8;
+        let node = scriptbox::server::start(&config)
+            .await
+            .expect("the node starts");
+        let exec = node.exec.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            scriptbox::server::run(listener, node, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("the server runs");
+        });
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            exec,
+            database_url: database_url.to_owned(),
+            postgres_admin: postgres_url().and_then(|admin| {
+                let name = url::Url::parse(database_url)
+                    .ok()?
+                    .path()
+                    .trim_start_matches('/')
+                    .to_owned();
+                database_url
+                    .starts_with("postgres")
+                    .then_some((admin, name))
+            }),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Creates a tenant; returns its API key.
+    pub async fn tenant(&self, name: &str) -> String {
+        self.exec.db().create_tenant(name).await.unwrap().1
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the request is answered");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.exec.db().close().await;
+        if let Some((admin, name)) = self.postgres_admin.take()
+            && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        } else if let Some(path) = self.database_url.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+    }
+}
