@@ -61,7 +61,7 @@ CREATE TABLE executions (
     cpu_time_us       BIGINT
 );
 -- A script's history, newest first.
-CREATE INDEX executions_by_script ON executions (script_id, id);
+CREATE INDEX executions_by_script ON executions (tenant_id, script_id, id);
 -- A tenant's history, optionally by status, newest first.
 CREATE INDEX executions_by_tenant_status ON executions (tenant_id, status, id);
 CREATE INDEX executions_by_tenant ON executions (tenant_id, id);

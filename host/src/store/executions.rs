@@ -161,23 +161,36 @@ impl Db {
         .map_err(Into::into)
     }
 
-    /// A page of a tenant's executions, newest first.
+    /// A page of a tenant's executions, newest first. The SQL names only the
+    /// filters given, so each shape uses its index: (tenant, status, id),
+    /// (script, id) or (tenant, id).
     pub async fn list_executions(
         &self,
         tenant_id: &str,
         filter: &ExecutionFilter,
     ) -> StoreResult<Vec<ExecutionRecord>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR script_id = $2) AND ($3 IS NULL OR status = $3) \
-             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-        );
+        let mut sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1");
         let status = filter.status.map(ExecutionStatus::as_str);
+        let mut values: Vec<String> = Vec::new();
+        if let Some(script_id) = &filter.script_id {
+            values.push(script_id.clone());
+            sql.push_str(&format!(" AND script_id = ${}", values.len() + 1));
+        }
+        if let Some(status) = status {
+            values.push(status.to_owned());
+            sql.push_str(&format!(" AND status = ${}", values.len() + 1));
+        }
+        if let Some(before) = &filter.before {
+            values.push(before.clone());
+            sql.push_str(&format!(" AND id < ${}", values.len() + 1));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 2));
         on_pool!(self, pool => {
-            sqlx::query_as::<_, ExecutionRecord>(&sql)
-                .bind(tenant_id).bind(&filter.script_id).bind(status)
-                .bind(&filter.before).bind(filter.limit)
-                .fetch_all(pool).await
+            let mut query = sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id);
+            for value in &values {
+                query = query.bind(value);
+            }
+            query.bind(filter.limit).fetch_all(pool).await
         })
         .map_err(Into::into)
     }
