@@ -45,6 +45,7 @@ on_both_backends!(
     sdk_db_is_persisted_per_tenant,
     failed_runs_can_be_retried,
     a_thousand_concurrent_runs_are_all_recorded,
+    a_run_whose_client_goes_away_still_finishes_and_is_recorded,
 );
 
 fn script(name: &str, source: &str) -> Value {
@@ -604,4 +605,43 @@ async fn a_thousand_concurrent_runs_are_all_recorded(node: TestNode) {
             json!({ "echo": n })
         );
     }
+}
+
+async fn a_run_whose_client_goes_away_still_finishes_and_is_recorded(node: TestNode) {
+    let key = node.tenant("acme").await;
+    let source = "export default () => { const end = Date.now() + 500; while (Date.now() < end) {} return 'done'; }";
+    let created = create(&node, &key, script("slow", source)).await;
+    let id = created["id"].as_str().unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(format!("{}/api/scripts/{id}/run", node.base))
+        .bearer_auth(&key)
+        .send()
+        .await;
+    assert!(
+        gave_up.is_err(),
+        "the client timed out before the run ended"
+    );
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, list) = node
+            .call(
+                "GET",
+                &format!("/api/executions?script_id={id}"),
+                Some(&key),
+                None,
+            )
+            .await;
+        last = list["items"][0].clone();
+        if last["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["output"], "done");
+    node.stop().await;
 }

@@ -117,10 +117,9 @@ pub async fn retry(
     let input: Value = serde_json::from_str(&original.input).unwrap_or(Value::Null);
     let attempt = original.attempt + 1;
     let new_id = state.exec.accept(&script, trigger, &input, attempt).await?;
-    state
+    let execution = state
         .exec
-        .execute(&new_id, &script, trigger, &input, attempt)
+        .finish_accepted(&new_id, &script, trigger, &input, attempt)
         .await?;
-    let execution = db.execution(&tenant.id, &new_id).await?;
     Ok(Json(execution_json(&execution)))
 }

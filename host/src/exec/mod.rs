@@ -127,8 +127,38 @@ impl ExecutionService {
         input: &Value,
     ) -> StoreResult<ExecutionRecord> {
         let id = self.accept(script, trigger, input, 0).await?;
-        self.execute(&id, script, trigger, input, 0).await?;
-        self.db.execution(&script.tenant_id, &id).await
+        self.finish_accepted(&id, script, trigger, input, 0).await
+    }
+
+    /// Runs an accepted execution and returns it stored. The run is a task
+    /// of its own, so a caller that goes away (an HTTP client disconnecting)
+    /// does not cut it short: it still finishes and is recorded.
+    pub async fn finish_accepted(
+        &self,
+        execution_id: &str,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> StoreResult<ExecutionRecord> {
+        let service = self.clone();
+        let (id, owned_script, owned_input) =
+            (execution_id.to_owned(), script.clone(), input.clone());
+        let run = tokio::spawn(async move {
+            service
+                .execute(&id, &owned_script, trigger, &owned_input, attempt)
+                .await
+                .map(|_| ())
+        });
+        match run.await {
+            Ok(result) => result?,
+            Err(join) => {
+                return Err(crate::store::StoreError::Other(anyhow::anyhow!(
+                    "the run's task failed: {join}"
+                )));
+            }
+        }
+        self.db.execution(&script.tenant_id, execution_id).await
     }
 
     /// Accepts now and runs in the background; returns the execution id.
