@@ -46,6 +46,7 @@ on_both_backends!(
     failed_runs_can_be_retried,
     a_thousand_concurrent_runs_are_all_recorded,
     a_run_whose_client_goes_away_still_finishes_and_is_recorded,
+    open_runs_of_silent_nodes_are_abandoned,
 );
 
 fn script(name: &str, source: &str) -> Value {
@@ -643,5 +644,65 @@ async fn a_run_whose_client_goes_away_still_finishes_and_is_recorded(node: TestN
     }
     assert_eq!(last["status"], "completed", "{last}");
     assert_eq!(last["output"], "done");
+    node.stop().await;
+}
+
+async fn open_runs_of_silent_nodes_are_abandoned(node: TestNode) {
+    use scriptbox::store::NewExecution;
+    use sqlx::Connection;
+
+    let key = node.tenant("acme").await;
+    let created = create(&node, &key, script("s", "export default () => 1")).await;
+    let db = node.exec.db();
+    let tenant = db.tenant_by_key(&key).await.unwrap();
+    let script = db
+        .script(&tenant.id, created["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let open = NewExecution {
+        id: scriptbox::store::new_id(),
+        tenant_id: tenant.id.clone(),
+        script_id: script.id.clone(),
+        script_version: 1,
+        trigger_type: "manual".into(),
+        input: "null".into(),
+        attempt: 0,
+        node_id: "ghost".into(),
+    };
+    db.insert_execution(&open).await.unwrap();
+    db.start_execution(&open.id).await.unwrap();
+    db.heartbeat("ghost").await.unwrap();
+
+    let postgres = node.database_url.starts_with("postgres");
+    if postgres {
+        // A node that heart-beat just now is alive: its run stays open.
+        assert_eq!(node.exec.recover().await.unwrap(), 0);
+        assert_eq!(
+            db.execution(&tenant.id, &open.id).await.unwrap().status,
+            "running"
+        );
+        let mut conn = sqlx::PgConnection::connect(&node.database_url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE nodes SET heartbeat_at = 0 WHERE id = 'ghost'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    // SQLite has one node: any other node's open run is abandoned at once.
+    assert_eq!(node.exec.recover().await.unwrap(), 1);
+    let stored = db.execution(&tenant.id, &open.id).await.unwrap();
+    assert_eq!(stored.status, "failed");
+    assert_eq!(stored.error_type.as_deref(), Some("abandoned"));
+    // This node's own runs are never swept.
+    let (_, mine) = node
+        .call(
+            "POST",
+            &format!("/api/scripts/{}/run", script.id),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(mine["status"], "completed");
     node.stop().await;
 }
