@@ -247,11 +247,19 @@ impl SandboxPool {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Tears an instance down after its run has answered: as a task on the
+    /// async runtime when there is one, so teardowns spread over all worker
+    /// threads (one teardown thread capped throughput at what one core can
+    /// reset), else on the teardown thread.
     fn retire(&self, store: Store<HostState>, permit: Option<OwnedSemaphorePermit>) {
         let retired = Retired {
             _store: store,
             _permit: permit,
         };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { drop(retired) });
+            return;
+        }
         let sender = self.teardown.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(mpsc::SendError(retired)) = sender.send(retired) {
             drop(sender);
