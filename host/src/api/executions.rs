@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::scripts::{page_limit, rfc3339};
+use super::scripts::{page_json, page_limit, rfc3339};
 use super::{AppError, AppState, Auth};
 use crate::exec::Trigger;
 use crate::store::{ExecutionFilter, ExecutionRecord, ExecutionStatus, StoreError};
@@ -66,14 +66,7 @@ pub async fn list(
         limit: limit + 1,
     };
     let mut rows = state.exec.db().list_executions(&tenant.id, &filter).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|e| e.id.clone())
-    } else {
-        None
-    };
-    let items: Vec<Value> = rows.iter().map(execution_json).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(page_json(&mut rows, limit, |e| &e.id, execution_json)))
 }
 
 pub async fn show(

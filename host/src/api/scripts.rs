@@ -376,14 +376,25 @@ pub async fn list(
         .db()
         .list_scripts(&tenant.id, page.cursor.as_deref(), limit + 1)
         .await?;
+    Ok(Json(page_json(&mut rows, limit, |s| &s.id, script_json)))
+}
+
+/// A list answer from `limit + 1` rows fetched newest first: the extra row,
+/// if any, says there is a next page, whose cursor is the last id shown.
+pub fn page_json<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    id: impl Fn(&T) -> &String,
+    to_json: impl Fn(&T) -> Value,
+) -> Value {
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|s| s.id.clone())
+        rows.last().map(|row| id(row).clone())
     } else {
         None
     };
-    let items: Vec<Value> = rows.iter().map(script_json).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let items: Vec<Value> = rows.iter().map(to_json).collect();
+    json!({ "items": items, "next_cursor": next })
 }
 
 pub async fn show(
