@@ -34,5 +34,9 @@ export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-arg=-zstack-size=4194304 --
   cargo build --release --locked --target wasm32-wasip1 --target-dir "$target_dir")
 core=$target_dir/wasm32-wasip1/release/scriptbox_guest.wasm
 
-# Wizer + componentize run on the host, in the main workspace.
-(cd "$root" && cargo run --quiet --release --locked -p scriptbox-guest-builder -- "$core" "$out")
+# Wizer + componentize run on the host. The whole workspace is built in the
+# dev profile, test targets included, so the builder shares one wasmtime build
+# with the host and the tests (`cargo test --workspace` then rebuilds nothing).
+# The snapshot does not depend on the builder's own build profile.
+(cd "$root" && cargo build --quiet --locked --workspace --all-targets)
+"$root/target/debug/scriptbox-guest-builder" "$core" "$out"
