@@ -1,5 +1,7 @@
 //! `/api/scripts`: create, list, show, update, delete, run.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,7 +13,7 @@ use super::json::Body;
 use super::{AppError, AppState, Auth};
 use crate::api::executions::execution_json;
 use crate::exec::Trigger;
-use crate::sandbox::{CompileFailure, LimitOverrides};
+use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides};
 use crate::store::{NewScript, ScriptRecord};
 
 const MAX_SOURCE_BYTES: usize = 1 << 20;
@@ -173,7 +175,7 @@ async fn prepare(
     state: &AppState,
     body: ScriptBody,
     current: Option<&ScriptRecord>,
-) -> Result<NewScript, AppError> {
+) -> Result<(NewScript, Arc<Bytecode>), AppError> {
     let stored = |f: fn(&ScriptRecord) -> Option<String>| current.and_then(f);
     let name = body
         .name
@@ -289,8 +291,10 @@ async fn prepare(
     };
 
     // Syntax errors are caught on save, not at the first run.
-    match state.exec.sandbox().compile(&source).await {
-        Ok(_) => {}
+    // The bytecode is kept for the saved version, so the first run does not
+    // compile the same source again.
+    let bytecode = match state.exec.sandbox().compile(&source).await {
+        Ok(bytecode) => bytecode,
         Err(CompileFailure::Syntax(e)) => {
             return Err(AppError::bad(format!(
                 "syntax error at line {}, column {}: {}",
@@ -302,9 +306,9 @@ async fn prepare(
                 "the script could not be compiled: {failure}"
             )));
         }
-    }
+    };
 
-    Ok(NewScript {
+    let new = NewScript {
         name,
         source,
         trigger_type: trigger.as_str().into(),
@@ -335,7 +339,8 @@ async fn prepare(
             .or(current.map(|c| c.retry_delay_ms))
             .unwrap_or(DEFAULT_RETRY_DELAY_MS),
         next_run_at: None,
-    })
+    };
+    Ok((new, bytecode))
 }
 
 pub async fn create(
@@ -343,8 +348,12 @@ pub async fn create(
     Auth(tenant): Auth,
     Body(body): Body<ScriptBody>,
 ) -> Result<Response, AppError> {
-    let new = prepare(&state, body, None).await?;
+    let (new, bytecode) = prepare(&state, body, None).await?;
     let script = state.exec.db().create_script(&tenant.id, &new).await?;
+    state
+        .exec
+        .sandbox()
+        .remember(&script.id, script.version, bytecode);
     Ok((StatusCode::CREATED, Json(script_json(&script))).into_response())
 }
 
@@ -413,8 +422,12 @@ pub async fn update(
     Body(body): Body<ScriptBody>,
 ) -> Result<Json<Value>, AppError> {
     let current = state.exec.db().script(&tenant.id, &id).await?;
-    let new = prepare(&state, body, Some(&current)).await?;
+    let (new, bytecode) = prepare(&state, body, Some(&current)).await?;
     let script = state.exec.db().update_script(&tenant.id, &id, &new).await?;
+    state
+        .exec
+        .sandbox()
+        .remember(&script.id, script.version, bytecode);
     state.exec.sandbox().forget(&current.id, current.version);
     Ok(Json(script_json(&script)))
 }

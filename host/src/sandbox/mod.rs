@@ -360,6 +360,12 @@ impl Sandbox {
         Ok(bytecode)
     }
 
+    /// Caches bytecode already compiled for a script version (on save).
+    pub fn remember(&self, script_id: &str, version: i64, bytecode: Arc<Bytecode>) {
+        self.compiled
+            .insert((script_id.to_owned(), version), bytecode);
+    }
+
     /// Drops one script version's bytecode (after an update or delete).
     pub fn forget(&self, script_id: &str, version: i64) {
         self.compiled.invalidate(&(script_id.to_owned(), version));
