@@ -69,10 +69,35 @@ pub enum Command {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Cron expressions (robfig/cron v3 standard syntax).
+    Cron {
+        #[command(subcommand)]
+        command: CronCommand,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Print the next fire times of EXPR, one RFC 3339 line each (with the
+    /// offset), or `none` when there are no more within five years.
+    Next {
+        /// The expression, e.g. "*/15 9-17 * * MON-FRI" or "CRON_TZ=Europe/Paris @daily".
+        expr: String,
+        /// Start after this instant (default: now).
+        #[arg(long, value_name = "RFC3339")]
+        after: Option<String>,
+        /// Read the start instant in this IANA zone (default: the offset of
+        /// --after, or UTC).
+        #[arg(long, value_name = "IANA")]
+        zone: Option<String>,
+        /// How many fire times to print.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
     },
 }
 
@@ -206,6 +231,15 @@ pub async fn execute(cli: Cli) -> ExitCode {
             Ok(config) => serve(config).await,
             Err(code) => code,
         },
+        Command::Cron {
+            command:
+                CronCommand::Next {
+                    expr,
+                    after,
+                    zone,
+                    count,
+                },
+        } => cron_next(&expr, after.as_deref(), zone.as_deref(), count),
         Command::Tenant {
             command:
                 TenantCommand::Create {
@@ -218,6 +252,44 @@ pub async fn execute(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+fn cron_next(expr: &str, after: Option<&str>, zone: Option<&str>, count: usize) -> ExitCode {
+    use crate::cron::{Location, Time};
+    let schedule = match crate::cron::parse(expr) {
+        Ok(schedule) => schedule,
+        Err(why) => {
+            eprintln!("invalid cron expression: {why}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut start = match after {
+        Some(text) => match Time::parse_rfc3339(text) {
+            Ok(time) => time,
+            Err(why) => {
+                eprintln!("error: --after: {why}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => Time::from_unix_ms(crate::store::now_ms(), Location::Utc),
+    };
+    if let Some(name) = zone {
+        match Location::named(name) {
+            Ok(loc) => start = start.in_location(loc),
+            Err(why) => {
+                eprintln!("error: --zone: {why}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let times = schedule.upcoming(start, count);
+    for time in &times {
+        println!("{time}");
+    }
+    if times.len() < count {
+        println!("none");
+    }
+    ExitCode::SUCCESS
 }
 
 fn read_source(file: &Path) -> Result<String, ExitCode> {

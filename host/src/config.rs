@@ -24,6 +24,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub sandbox: SandboxConfig,
     pub fetch: FetchConfig,
+    pub scheduler: SchedulerConfig,
 }
 
 impl Default for Config {
@@ -33,6 +34,46 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             sandbox: SandboxConfig::default(),
             fetch: FetchConfig::default(),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+/// How the delay before a retry grows with the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// Every retry waits the script's `retry_delay_ms`.
+    Fixed,
+    /// Retry n waits `retry_delay_ms * 2^(n-1)`, capped at
+    /// `backoff_max_ms`, with ±20 % jitter.
+    Exponential,
+}
+
+/// `[scheduler]`: cron runs and the dead-letter queue of failed ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run scheduled scripts on this node.
+    pub enabled: bool,
+    /// Retries of a failed scheduled run, for scripts that do not set
+    /// `max_retries`.
+    pub max_retries: u32,
+    /// Delay before a retry, ms, for scripts that do not set `retry_delay_ms`.
+    pub retry_delay_ms: u64,
+    pub backoff: Backoff,
+    /// Longest delay exponential backoff reaches, ms.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_retries: 3,
+            retry_delay_ms: 300_000,
+            backoff: Backoff::Fixed,
+            backoff_max_ms: 3_600_000,
         }
     }
 }
@@ -122,6 +163,12 @@ impl Config {
             bail!("database.min_idle must not exceed database.max_connections");
         }
         self.sandbox.validate().map_err(anyhow::Error::msg)?;
+        if self.scheduler.retry_delay_ms == 0 {
+            bail!("scheduler.retry_delay_ms must be at least 1");
+        }
+        if self.scheduler.backoff_max_ms < self.scheduler.retry_delay_ms {
+            bail!("scheduler.backoff_max_ms must be at least scheduler.retry_delay_ms");
+        }
         Ok(())
     }
 }

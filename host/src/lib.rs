@@ -6,17 +6,23 @@
 //! logs and usage come back to be stored and measured.
 //!
 //! - [`sandbox`]: wasmtime, the guest, the pool, limits and host imports
+//! - [`scheduler`]: cron runs and retries of failed ones
+//! - [`metrics`]: Prometheus metrics
 //! - [`exec`]: `ExecutionService`, the one path every run takes
 //! - [`store`]: SQLite and PostgreSQL storage
 //! - [`api`]: the HTTP API
 //! - [`server`]: `scriptbox serve`
+//! - [`cron`]: cron expressions with robfig/cron semantics
 //! - [`config`]: the typed, validated configuration
 //! - [`cli`]: the `scriptbox` command line
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod exec;
+pub mod metrics;
 pub mod sandbox;
+pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -10,12 +10,18 @@ use tokio::net::TcpListener;
 use crate::api::{AppState, app};
 use crate::config::Config;
 use crate::exec::ExecutionService;
+use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
-use crate::store::{Db, DbKv};
+use crate::scheduler::{Scheduler, SchedulerHandle};
+use crate::store::{Db, DbKv, RetryPolicy};
 
 /// A running node's parts, for tests and the command line.
 pub struct Node {
     pub exec: ExecutionService,
+    pub metrics: Metrics,
+    pub scheduler: SchedulerHandle,
+    /// Whether this node runs the scheduler loop, and retry defaults.
+    pub scheduler_config: crate::config::SchedulerConfig,
 }
 
 /// Opens the database (applying migrations), starts the sandbox, and marks
@@ -28,7 +34,8 @@ pub async fn start(config: &Config) -> Result<Node> {
         Arc::new(DbKv::new(db.clone())),
     )?;
     let node_id = uuid::Uuid::new_v4().to_string();
-    let exec = ExecutionService::new(db, sandbox, node_id);
+    let retry = RetryPolicy::from_config(&config.scheduler);
+    let exec = ExecutionService::new(db, sandbox, node_id, retry);
     exec.db()
         .heartbeat(exec.node_id())
         .await
@@ -40,7 +47,12 @@ pub async fn start(config: &Config) -> Result<Node> {
             "marked runs left open by a stopped node as abandoned"
         );
     }
-    Ok(Node { exec })
+    Ok(Node {
+        exec,
+        metrics: Metrics::new(),
+        scheduler: SchedulerHandle::default(),
+        scheduler_config: config.scheduler.clone(),
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -56,7 +68,22 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     }));
-    let router = app(AppState::new(node.exec.clone()));
+    let scheduler = node.scheduler_config.enabled.then(|| {
+        let scheduler = Scheduler::new(
+            node.exec.clone(),
+            node.metrics.scheduler.clone(),
+            node.scheduler.clone(),
+        );
+        let mut rx = stop_rx.clone();
+        tokio::spawn(scheduler.run(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    });
+    let state = AppState::new(node.exec.clone())
+        .with_metrics(node.metrics.clone())
+        .with_scheduler(node.scheduler.clone())
+        .with_retry_defaults(node.scheduler_config.clone());
+    let router = app(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -65,6 +92,9 @@ pub async fn run(
         .await
         .context("serving HTTP")?;
     let _ = keep_alive.await;
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
     node.exec.db().close().await;
     Ok(())
 }

@@ -1,10 +1,8 @@
-//! The `run` and `check` commands, through the real binary.
+//! The `run`, `check` and `cron next` commands, through the real binary.
 
-use std::process::Command;
+mod common;
 
-fn scriptbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_scriptbox"))
-}
+use common::scriptbox;
 
 fn script(name: &str, source: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("scriptbox-cli-{}", std::process::id()));
@@ -87,6 +85,101 @@ fn check_reports_ok_or_the_syntax_error_with_its_position() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("bad.js:2:") && stderr.contains("SyntaxError"),
+        "{stderr}"
+    );
+}
+
+fn cron_next(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = scriptbox()
+        .args(["cron", "next"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cron_next_prints_fire_times_with_their_offset() {
+    let (code, stdout, _) = cron_next(&[
+        "0 3 * * ?",
+        "--after",
+        "2012-11-04T00:00:00-04:00",
+        "--zone",
+        "America/New_York",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        stdout,
+        "2012-11-04T03:00:00-05:00\n2012-11-05T03:00:00-05:00\n"
+    );
+
+    let (code, stdout, _) = cron_next(&["@every 5m", "--after", "2012-07-09T14:45:00Z"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, "2012-07-09T14:50:00Z\n");
+
+    // A fixed offset in --after is the location without --zone.
+    let (_, stdout, _) = cron_next(&["14 14 * * *", "--after", "2016-01-03T14:09:03+05:30"]);
+    assert_eq!(stdout, "2016-01-03T14:14:00+05:30\n");
+
+    let (code, stdout, _) = cron_next(&["0 0 30 2 *", "--after", "2012-07-09T00:00:00Z"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, "none\n");
+
+    // Without --after: from now.
+    let (code, stdout, _) = cron_next(&["* * * * *", "--count", "3"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stdout.lines().all(|l| l.ends_with(":00Z")), "{stdout}");
+}
+
+#[test]
+fn cron_next_agrees_with_every_example() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/cron-examples.tsv");
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let columns: Vec<&str> = line.split('\t').collect();
+        let mut args = vec![columns[0], "--after", columns[1]];
+        if let Some(zone) = columns.get(3) {
+            args.extend(["--zone", zone]);
+        }
+        let (code, stdout, stderr) = cron_next(&args);
+        assert_eq!(code, Some(0), "{line}: {stderr}");
+        let expected = match columns[2] {
+            "0001-01-01T00:00:00Z" => "none",
+            time => time,
+        };
+        assert_eq!(stdout.trim(), expected, "{line}");
+    }
+}
+
+#[test]
+fn an_invalid_cron_expression_exits_2_saying_why() {
+    let (code, stdout, stderr) = cron_next(&["0 0 * * 7"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "invalid cron expression: end of range (7) above maximum (6): 7\n"
+    );
+    let (code, _, stderr) = cron_next(&["tz=UTC 0 0 * * *"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("invalid cron expression: expected exactly 5 fields"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = cron_next(&["@daily", "--zone", "Nowhere/Land"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("unknown time zone Nowhere/Land"),
         "{stderr}"
     );
 }

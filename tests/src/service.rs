@@ -68,6 +68,12 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a node on `database_url`.
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, |_| {}).await
+    }
+
+    /// Starts a node on `database_url` with `configure` applied to the
+    /// test configuration.
+    pub async fn start_with(database_url: &str, configure: impl FnOnce(&mut Config)) -> Self {
         // Server-side errors show in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -78,6 +84,7 @@ impl TestNode {
         config.database.min_idle = 1;
         config.sandbox.pool_min = 2;
         config.sandbox.pool_max = 8;
+        configure(&mut config);
         let node = scriptbox::server::start(&config)
             .await
             .expect("the node starts");
@@ -148,7 +155,25 @@ impl TestNode {
         (status, json)
     }
 
-    pub async fn stop(mut self) {
+    /// The node's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the node and keeps its database, for a restart on it.
+    pub async fn shut_down(mut self) -> String {
+        self.halt().await;
+        self.database_url.clone()
+    }
+
+    async fn halt(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -156,6 +181,11 @@ impl TestNode {
             let _ = task.await;
         }
         self.exec.db().close().await;
+    }
+
+    /// Stops the node and removes its database.
+    pub async fn stop(mut self) {
+        self.halt().await;
         if let Some((admin, name)) = self.postgres_admin.take()
             && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
         {
@@ -168,4 +198,36 @@ impl TestNode {
             }
         }
     }
+}
+
+/// Defines `mod sqlite { #[tokio::test] fn NAME }` and `mod postgres { ... }`
+/// from one `async fn NAME(url: String)` per test, each given a fresh
+/// database of its backend. PostgreSQL tests say they were skipped when
+/// `SCRIPTBOX_TEST_POSTGRES_URL` is not set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = $crate::service::Backend::Sqlite;
+                    let url = $crate::service::fresh_database(backend).await.unwrap();
+                    super::$name(url).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = $crate::service::Backend::Postgres;
+                    let Some(url) = $crate::service::fresh_database(backend).await else {
+                        return;
+                    };
+                    super::$name(url).await;
+                }
+            )*
+        }
+    };
 }

@@ -2,37 +2,10 @@
 //! against PostgreSQL: every test runs once per backend. PostgreSQL tests
 //! read `SCRIPTBOX_TEST_POSTGRES_URL` and say they were skipped without it.
 
-use scriptbox_tests::service::{Backend, TestNode, fresh_database};
+use scriptbox_tests::service::TestNode;
 use serde_json::{Value, json};
 
-/// Defines `mod sqlite { #[tokio::test] fn NAME }` and `mod postgres { ... }`
-/// from one `async fn NAME(node: TestNode)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let url = super::fresh_database(super::Backend::Sqlite).await.unwrap();
-                    super::$name(super::TestNode::start(&url).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(url) = super::fresh_database(super::Backend::Postgres).await else {
-                        return;
-                    };
-                    super::$name(super::TestNode::start(&url).await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+scriptbox_tests::on_both_backends!(
     requests_without_a_valid_key_are_401,
     scripts_are_created_shown_listed_updated_and_deleted,
     bad_input_is_400_naming_what_is_wrong,
@@ -61,7 +34,8 @@ async fn create(node: &TestNode, key: &str, body: Value) -> Value {
     created
 }
 
-async fn requests_without_a_valid_key_are_401(node: TestNode) {
+async fn requests_without_a_valid_key_are_401(url: String) {
+    let node = TestNode::start(&url).await;
     for key in [None, Some("sbx_wrong")] {
         let (status, body) = node.call("GET", "/api/scripts", key, None).await;
         assert_eq!(status, 401);
@@ -73,7 +47,8 @@ async fn requests_without_a_valid_key_are_401(node: TestNode) {
     node.stop().await;
 }
 
-async fn scripts_are_created_shown_listed_updated_and_deleted(node: TestNode) {
+async fn scripts_are_created_shown_listed_updated_and_deleted(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let body = json!({
         "name": "hook",
@@ -139,7 +114,8 @@ async fn scripts_are_created_shown_listed_updated_and_deleted(node: TestNode) {
     node.stop().await;
 }
 
-async fn bad_input_is_400_naming_what_is_wrong(node: TestNode) {
+async fn bad_input_is_400_naming_what_is_wrong(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let cases = [
         (
@@ -216,7 +192,8 @@ async fn bad_input_is_400_naming_what_is_wrong(node: TestNode) {
     node.stop().await;
 }
 
-async fn duplicate_webhook_paths_are_409_within_a_tenant_only(node: TestNode) {
+async fn duplicate_webhook_paths_are_409_within_a_tenant_only(url: String) {
+    let node = TestNode::start(&url).await;
     let (a, b) = (node.tenant("acme").await, node.tenant("globex").await);
     let hook = json!({ "name": "h", "source": "export default () => 1", "trigger_type": "webhook", "webhook_path": "/in" });
     create(&node, &a, hook.clone()).await;
@@ -229,7 +206,8 @@ async fn duplicate_webhook_paths_are_409_within_a_tenant_only(node: TestNode) {
     node.stop().await;
 }
 
-async fn another_tenants_objects_are_404(node: TestNode) {
+async fn another_tenants_objects_are_404(url: String) {
+    let node = TestNode::start(&url).await;
     let (a, b) = (node.tenant("acme").await, node.tenant("globex").await);
     let created = create(&node, &a, script("mine", "export default () => 1")).await;
     let id = created["id"].as_str().unwrap();
@@ -261,7 +239,8 @@ async fn another_tenants_objects_are_404(node: TestNode) {
     node.stop().await;
 }
 
-async fn a_manual_run_is_recorded_with_output_logs_and_usage(node: TestNode) {
+async fn a_manual_run_is_recorded_with_output_logs_and_usage(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let source = "export default (input, ctx) => { console.log('hi', input.n); console.warn('w'); return { n: input.n * 2, trigger: ctx.trigger }; }";
     let created = create(&node, &key, script("double", source)).await;
@@ -336,7 +315,8 @@ async fn a_manual_run_is_recorded_with_output_logs_and_usage(node: TestNode) {
     node.stop().await;
 }
 
-async fn an_async_run_answers_202_and_finishes_later(node: TestNode) {
+async fn an_async_run_answers_202_and_finishes_later(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let created = create(
         &node,
@@ -375,7 +355,8 @@ async fn an_async_run_answers_202_and_finishes_later(node: TestNode) {
     node.stop().await;
 }
 
-async fn updating_a_script_bumps_its_version_and_runs_the_new_source(node: TestNode) {
+async fn updating_a_script_bumps_its_version_and_runs_the_new_source(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let created = create(&node, &key, script("v", "export default () => 'one'")).await;
     let id = created["id"].as_str().unwrap();
@@ -418,7 +399,8 @@ async fn updating_a_script_bumps_its_version_and_runs_the_new_source(node: TestN
     node.stop().await;
 }
 
-async fn lists_are_paged_with_a_cursor(node: TestNode) {
+async fn lists_are_paged_with_a_cursor(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -481,7 +463,8 @@ async fn lists_are_paged_with_a_cursor(node: TestNode) {
     node.stop().await;
 }
 
-async fn sdk_db_is_persisted_per_tenant(node: TestNode) {
+async fn sdk_db_is_persisted_per_tenant(url: String) {
+    let node = TestNode::start(&url).await;
     let (a, b) = (node.tenant("acme").await, node.tenant("globex").await);
     let counter = "export default async () => {
         const n = Number(await sdk.db.get('count') ?? 0) + 1;
@@ -507,7 +490,8 @@ async fn sdk_db_is_persisted_per_tenant(node: TestNode) {
     node.stop().await;
 }
 
-async fn failed_runs_can_be_retried(node: TestNode) {
+async fn failed_runs_can_be_retried(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let created = create(
         &node,
@@ -559,7 +543,8 @@ async fn failed_runs_can_be_retried(node: TestNode) {
     node.stop().await;
 }
 
-async fn a_thousand_concurrent_runs_are_all_recorded(node: TestNode) {
+async fn a_thousand_concurrent_runs_are_all_recorded(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let created = create(
         &node,
@@ -608,7 +593,8 @@ async fn a_thousand_concurrent_runs_are_all_recorded(node: TestNode) {
     }
 }
 
-async fn a_run_whose_client_goes_away_still_finishes_and_is_recorded(node: TestNode) {
+async fn a_run_whose_client_goes_away_still_finishes_and_is_recorded(url: String) {
+    let node = TestNode::start(&url).await;
     let key = node.tenant("acme").await;
     let source = "export default () => { const end = Date.now() + 500; while (Date.now() < end) {} return 'done'; }";
     let created = create(&node, &key, script("slow", source)).await;
@@ -647,7 +633,8 @@ async fn a_run_whose_client_goes_away_still_finishes_and_is_recorded(node: TestN
     node.stop().await;
 }
 
-async fn open_runs_of_silent_nodes_are_abandoned(node: TestNode) {
+async fn open_runs_of_silent_nodes_are_abandoned(url: String) {
+    let node = TestNode::start(&url).await;
     use scriptbox::store::NewExecution;
     use sqlx::Connection;
 
@@ -668,6 +655,7 @@ async fn open_runs_of_silent_nodes_are_abandoned(node: TestNode) {
         input: "null".into(),
         attempt: 0,
         node_id: "ghost".into(),
+        scheduled_for: None,
     };
     db.insert_execution(&open).await.unwrap();
     db.start_execution(&open.id).await.unwrap();

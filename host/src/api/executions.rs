@@ -33,6 +33,8 @@ pub fn execution_json(e: &ExecutionRecord) -> Value {
         "fuel_used": e.fuel_used,
         "memory_peak_bytes": e.memory_peak_bytes,
         "cpu_time_us": e.cpu_time_us,
+        "scheduled_for": e.scheduled_for.map(rfc3339),
+        "retry_at": e.run_after.map(rfc3339),
     })
 }
 

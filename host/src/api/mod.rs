@@ -19,7 +19,10 @@ use moka::future::Cache;
 
 pub use error::AppError;
 
+use crate::config::SchedulerConfig;
 use crate::exec::ExecutionService;
+use crate::metrics::Metrics;
+use crate::scheduler::SchedulerHandle;
 use crate::store::{StoreError, Tenant, hash_api_key};
 
 /// Shared by every handler.
@@ -29,6 +32,11 @@ pub struct AppState {
     /// Tenants by API-key hash, so a request costs no key lookup in the
     /// database once seen. Entries live a minute.
     tenants: Cache<String, Arc<Tenant>>,
+    pub metrics: Metrics,
+    /// Told when a schedule changes, so the loop looks again at once.
+    pub scheduler: SchedulerHandle,
+    /// Defaults for scripts that do not set their retries.
+    pub retry_defaults: SchedulerConfig,
 }
 
 impl AppState {
@@ -39,7 +47,25 @@ impl AppState {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            metrics: Metrics::new(),
+            scheduler: SchedulerHandle::default(),
+            retry_defaults: SchedulerConfig::default(),
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn with_scheduler(mut self, scheduler: SchedulerHandle) -> Self {
+        self.scheduler = scheduler;
+        self
+    }
+
+    pub fn with_retry_defaults(mut self, defaults: SchedulerConfig) -> Self {
+        self.retry_defaults = defaults;
+        self
     }
 }
 
@@ -54,12 +80,25 @@ pub fn app(state: AppState) -> Router {
                 .delete(scripts::remove),
         )
         .route("/api/scripts/{id}/run", post(scripts::run))
+        .route("/api/scripts/{id}/next-runs", get(scripts::next_runs))
         .route("/api/executions", get(executions::list))
         .route("/api/executions/{id}", get(executions::show))
         .route("/api/executions/{id}/retry", post(executions::retry))
         .route("/health/live", get(|| async { "OK" }))
+        .route("/metrics", get(metrics))
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 /// The tenant a request's API key belongs to.

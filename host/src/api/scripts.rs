@@ -17,8 +17,6 @@ use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides};
 use crate::store::{NewScript, ScriptRecord};
 
 const MAX_SOURCE_BYTES: usize = 1 << 20;
-const DEFAULT_MAX_RETRIES: i64 = 3;
-const DEFAULT_RETRY_DELAY_MS: i64 = 5 * 60 * 1000;
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
@@ -123,30 +121,16 @@ pub fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// A minimal check of a cron expression's shape (5 fields or a descriptor).
-fn check_schedule(expr: &str) -> Result<(), String> {
-    let mut text = expr.trim();
-    for prefix in ["CRON_TZ=", "TZ="] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            text = rest.split_once(' ').map(|(_, e)| e.trim()).unwrap_or("");
-        }
-    }
-    if let Some(descriptor) = text.strip_prefix('@') {
-        let known = [
-            "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
-        ];
-        if known.contains(&descriptor) || descriptor.starts_with("every ") {
-            return Ok(());
-        }
-        return Err(format!("unrecognized descriptor: {text}"));
-    }
-    let fields = text.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!("expected exactly 5 fields, found {fields}: {expr}"));
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || ",-*/?".contains(c);
-    if let Some(bad) = text.chars().find(|c| !c.is_whitespace() && !allowed(*c)) {
-        return Err(format!("unexpected character {bad:?} in {expr}"));
+/// Checks a script's schedule and zone; the message is the API's 400.
+fn check_schedule(expr: &str, timezone: Option<&str>) -> Result<(), AppError> {
+    crate::cron::parse(expr)
+        .map_err(|why| AppError::bad(format!("invalid cron expression: {why}")))?;
+    if let Some(zone) = timezone {
+        crate::cron::Location::named(zone).map_err(|why| {
+            AppError::bad(format!(
+                "invalid timezone {zone:?}: {why} (use an IANA name such as Europe/Paris)"
+            ))
+        })?;
     }
     Ok(())
 }
@@ -214,18 +198,19 @@ async fn prepare(
             let expr = schedule
                 .as_deref()
                 .ok_or_else(|| AppError::bad("a scheduled script needs `schedule`"))?;
-            check_schedule(expr)
-                .map_err(|why| AppError::bad(format!("invalid cron expression: {why}")))?;
+            check_schedule(expr, timezone.as_deref())?;
         }
         TriggerType::Webhook if webhook_path.is_none() => {
             return Err(AppError::bad("a webhook script needs `webhook_path`"));
         }
         _ => {}
     }
-    if let Some(zone) = &timezone
-        && (zone.is_empty() || zone.len() > 64)
-    {
-        return Err(AppError::bad(format!("invalid timezone {zone:?}")));
+    if let Some(zone) = &timezone {
+        crate::cron::Location::named(zone).map_err(|why| {
+            AppError::bad(format!(
+                "invalid timezone {zone:?}: {why} (use an IANA name such as Europe/Paris)"
+            ))
+        })?;
     }
 
     let limits = match body.limits {
@@ -308,22 +293,41 @@ async fn prepare(
         }
     };
 
+    let enabled = body.enabled.or(current.map(|c| c.enabled)).unwrap_or(true);
+    let schedule = (trigger == TriggerType::Scheduled)
+        .then_some(schedule)
+        .flatten();
+    // The next fire time: kept while the schedule, zone and state are
+    // unchanged (so a due occurrence is not lost to an edit), else computed
+    // from now.
+    let next_run_at = match (&schedule, enabled) {
+        (Some(expr), true) => {
+            let unchanged = current.filter(|c| {
+                c.enabled && c.schedule.as_deref() == Some(expr.as_str()) && c.timezone == timezone
+            });
+            match unchanged.and_then(|c| c.next_run_at) {
+                Some(at) => Some(at),
+                None => {
+                    crate::scheduler::next_fire(expr, timezone.as_deref(), crate::store::now_ms())
+                        .map(|t| t.unix_ms())
+                }
+            }
+        }
+        _ => None,
+    };
+    let defaults = &state.retry_defaults;
     let new = NewScript {
         name,
         source,
         trigger_type: trigger.as_str().into(),
-        schedule: if trigger == TriggerType::Scheduled {
-            schedule
-        } else {
-            None
-        },
+        schedule,
         timezone,
         webhook_path: if trigger == TriggerType::Webhook {
             webhook_path
         } else {
             None
         },
-        enabled: body.enabled.or(current.map(|c| c.enabled)).unwrap_or(true),
+        enabled,
         limits: serde_json::to_string(&limits).expect("serialisable"),
         rate_limit,
         webhook_auth,
@@ -332,13 +336,13 @@ async fn prepare(
             .max_retries
             .map(i64::from)
             .or(current.map(|c| c.max_retries))
-            .unwrap_or(DEFAULT_MAX_RETRIES),
+            .unwrap_or(i64::from(defaults.max_retries)),
         retry_delay_ms: body
             .retry_delay_ms
             .map(|v| v as i64)
             .or(current.map(|c| c.retry_delay_ms))
-            .unwrap_or(DEFAULT_RETRY_DELAY_MS),
-        next_run_at: None,
+            .unwrap_or(defaults.retry_delay_ms as i64),
+        next_run_at,
     };
     Ok((new, bytecode))
 }
@@ -354,6 +358,9 @@ pub async fn create(
         .exec
         .sandbox()
         .remember(&script.id, script.version, bytecode);
+    if script.next_run_at.is_some() {
+        state.scheduler.wake();
+    }
     Ok((StatusCode::CREATED, Json(script_json(&script))).into_response())
 }
 
@@ -429,6 +436,9 @@ pub async fn update(
         .sandbox()
         .remember(&script.id, script.version, bytecode);
     state.exec.sandbox().forget(&current.id, current.version);
+    if script.next_run_at != current.next_run_at {
+        state.scheduler.wake();
+    }
     Ok(Json(script_json(&script)))
 }
 
@@ -441,6 +451,58 @@ pub async fn remove(
     state.exec.db().delete_script(&tenant.id, &id).await?;
     state.exec.sandbox().forget(&current.id, current.version);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextRunsQuery {
+    count: Option<usize>,
+}
+
+const MAX_NEXT_RUNS: usize = 100;
+
+/// `GET /api/scripts/{id}/next-runs?count=N`: the next fire times in the
+/// script's zone (RFC 3339 with offset), starting with the stored
+/// `next_run_at`.
+pub async fn next_runs(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+    Query(query): Query<NextRunsQuery>,
+) -> Result<Json<Value>, AppError> {
+    let count = query.count.unwrap_or(5);
+    if !(1..=MAX_NEXT_RUNS).contains(&count) {
+        return Err(AppError::bad(format!(
+            "count must be from 1 to {MAX_NEXT_RUNS}, got {count}"
+        )));
+    }
+    let script = state.exec.db().script(&tenant.id, &id).await?;
+    let Some(expr) = script.schedule.as_deref() else {
+        return Err(AppError::bad(format!(
+            "script {id} is not scheduled (trigger_type {})",
+            script.trigger_type
+        )));
+    };
+    let schedule = crate::cron::parse(expr)
+        .map_err(|why| AppError::bad(format!("invalid cron expression: {why}")))?;
+    let zone = crate::scheduler::script_zone(&schedule, script.timezone.as_deref());
+    let mut times = Vec::with_capacity(count);
+    let after = match script.next_run_at {
+        Some(at) => {
+            let first = crate::cron::Time::from_unix_ms(at, zone);
+            times.push(first);
+            first
+        }
+        None => crate::cron::Time::from_unix_ms(crate::store::now_ms(), zone),
+    };
+    times.extend(schedule.upcoming(after, count - times.len()));
+    Ok(Json(json!({
+        "script_id": script.id,
+        "schedule": expr,
+        "zone": zone.to_string(),
+        "enabled": script.enabled,
+        "items": times.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
+    })))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,7 +552,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedule_shapes() {
+    fn schedules_are_checked_with_the_cron_parser() {
         for good in [
             "* * * * *",
             "0 9 * * MON-FRI",
@@ -498,11 +560,19 @@ mod tests {
             "@every 5m",
             "CRON_TZ=UTC 0 0 * * *",
         ] {
-            assert!(check_schedule(good).is_ok(), "{good}");
+            assert!(check_schedule(good, None).is_ok(), "{good}");
         }
-        for bad in ["* * * *", "@sometimes", "0 0 * * * *", "a;b * * * *"] {
-            assert!(check_schedule(bad).is_err(), "{bad}");
+        for bad in [
+            "* * * *",
+            "@sometimes",
+            "0 0 * * * *",
+            "0 0 * * 7",
+            "0 0 * * sun-7",
+        ] {
+            assert!(check_schedule(bad, None).is_err(), "{bad}");
         }
+        assert!(check_schedule("@daily", Some("Europe/Paris")).is_ok());
+        assert!(check_schedule("@daily", Some("Europe/Atlantis")).is_err());
     }
 
     #[test]

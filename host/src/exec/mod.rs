@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::sandbox::{CompileFailure, LimitOverrides, RunFailure, RunOutcome, RunRequest, Sandbox};
 use crate::store::{
-    Db, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution, ScriptRecord, StoreResult,
-    new_id,
+    Db, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
+    StoreResult, new_id,
 };
 
 /// How a run was triggered; stored as `trigger_type` and passed as
@@ -41,19 +41,28 @@ impl Trigger {
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 
+/// A run that went through: what the sandbox said and the status stored.
+#[derive(Debug)]
+pub struct Executed {
+    pub outcome: RunOutcome,
+    pub status: ExecutionStatus,
+}
+
 #[derive(Clone)]
 pub struct ExecutionService {
     db: Db,
     sandbox: Sandbox,
     node_id: Arc<str>,
+    retry: RetryPolicy,
 }
 
 impl ExecutionService {
-    pub fn new(db: Db, sandbox: Sandbox, node_id: String) -> Self {
+    pub fn new(db: Db, sandbox: Sandbox, node_id: String, retry: RetryPolicy) -> Self {
         Self {
             db,
             sandbox,
             node_id: node_id.into(),
+            retry,
         }
     }
 
@@ -89,14 +98,17 @@ impl ExecutionService {
                 input: input.to_string(),
                 attempt,
                 node_id: self.node_id.to_string(),
+                scheduled_for: None,
             })
             .await?;
         Ok(id)
     }
 
     /// Runs an accepted execution to its end and stores the result. Returns
-    /// the sandbox's outcome (`None` if the record could not be started, for
-    /// instance because recovery already marked it abandoned).
+    /// the sandbox's outcome and the stored status (`None` if the record
+    /// could not be started, for instance because recovery already marked
+    /// it abandoned). A failed run of a scheduled occurrence is followed by
+    /// a retry, or is `dead` after the script's last one.
     pub async fn execute(
         &self,
         execution_id: &str,
@@ -104,7 +116,7 @@ impl ExecutionService {
         trigger: Trigger,
         input: &Value,
         attempt: i64,
-    ) -> StoreResult<Option<RunOutcome>> {
+    ) -> StoreResult<Option<Executed>> {
         if self.db.start_execution(execution_id).await.is_err() {
             return Ok(None);
         }
@@ -112,11 +124,15 @@ impl ExecutionService {
             .run_script(execution_id, script, trigger, input, attempt)
             .await;
         let finished = finished_run(&outcome);
-        self.db.finish_execution(execution_id, &finished).await?;
+        let retry = (trigger == Trigger::Scheduled).then_some(&self.retry);
+        let status = self
+            .db
+            .finish_execution(execution_id, &finished, retry)
+            .await?;
         self.db
             .mark_script_executed(&script.id, crate::store::now_ms())
             .await?;
-        Ok(Some(outcome))
+        Ok(Some(Executed { outcome, status }))
     }
 
     /// Accepts and runs to the end; returns the stored execution.
@@ -247,7 +263,9 @@ impl ExecutionService {
             Db::Sqlite(_) => i64::MAX,
             Db::Postgres(_) => crate::store::now_ms() - HEARTBEAT_STALE_AFTER.as_millis() as i64,
         };
-        self.db.abandon_executions(&self.node_id, alive_since).await
+        self.db
+            .abandon_executions(&self.node_id, alive_since, &self.retry)
+            .await
     }
 
     /// Heartbeats and sweeps for abandoned runs until `shutdown` resolves.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{RetryPolicy, follow_up};
 use super::{Db, StoreError, StoreResult, now_ms, on_pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +63,10 @@ pub struct ExecutionRecord {
     pub fuel_used: Option<i64>,
     pub memory_peak_bytes: Option<i64>,
     pub cpu_time_us: Option<i64>,
+    /// The occurrence (fire time) of a scheduled run and its retries.
+    pub scheduled_for: Option<i64>,
+    /// A pending retry's earliest start.
+    pub run_after: Option<i64>,
 }
 
 /// What is known when a run is accepted.
@@ -75,6 +80,7 @@ pub struct NewExecution {
     pub input: String,
     pub attempt: i64,
     pub node_id: String,
+    pub scheduled_for: Option<i64>,
 }
 
 /// What a finished run adds.
@@ -104,19 +110,20 @@ pub struct ExecutionFilter {
 
 const COLUMNS: &str = "id, tenant_id, script_id, script_version, trigger_type, status, input, \
     output, error_type, error_message, error_stack, logs, attempt, node_id, queued_at, \
-    started_at, finished_at, duration_ms, fuel_used, memory_peak_bytes, cpu_time_us";
+    started_at, finished_at, duration_ms, fuel_used, memory_peak_bytes, cpu_time_us, \
+    scheduled_for, run_after";
 
 impl Db {
     /// Records an accepted run as `queued`.
     pub async fn insert_execution(&self, new: &NewExecution) -> StoreResult<()> {
         let sql = "INSERT INTO executions (id, tenant_id, script_id, script_version, trigger_type, \
-            status, input, logs, attempt, node_id, queued_at) \
-            VALUES ($1, $2, $3, $4, $5, 'queued', $6, '[]', $7, $8, $9)";
+            status, input, logs, attempt, node_id, queued_at, scheduled_for) \
+            VALUES ($1, $2, $3, $4, $5, 'queued', $6, '[]', $7, $8, $9, $10)";
         on_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(&new.id).bind(&new.tenant_id).bind(&new.script_id).bind(new.script_version)
                 .bind(&new.trigger_type).bind(&new.input).bind(new.attempt).bind(&new.node_id)
-                .bind(now_ms())
+                .bind(now_ms()).bind(new.scheduled_for)
                 .execute(pool).await.map(|r| r.rows_affected())
         })?;
         Ok(())
@@ -135,28 +142,55 @@ impl Db {
         Ok(now)
     }
 
-    /// Stores a run's result. Only a running (or queued) execution can
-    /// finish, so a run already recorded as abandoned stays so.
-    pub async fn finish_execution(&self, id: &str, run: &FinishedRun) -> StoreResult<()> {
+    /// Stores a run's result and returns the status stored. Only a running
+    /// (or queued) execution can finish, so a run already recorded as
+    /// abandoned stays so.
+    ///
+    /// With `retry`, a failed run of a scheduled occurrence is followed up
+    /// in the same transaction: a retry is queued for later, or, after the
+    /// script's last retry, the run is stored as `dead`.
+    pub async fn finish_execution(
+        &self,
+        id: &str,
+        run: &FinishedRun,
+        retry: Option<&RetryPolicy>,
+    ) -> StoreResult<ExecutionStatus> {
         let sql = "UPDATE executions SET status = $2, output = $3, error_type = $4, \
             error_message = $5, error_stack = $6, logs = $7, finished_at = $8, duration_ms = $9, \
             fuel_used = $10, memory_peak_bytes = $11, cpu_time_us = $12 \
             WHERE id = $1 AND status IN ('queued', 'running')";
+        let now = now_ms();
+        let begin = self.begin_write();
         on_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let mut status = run.status;
+            if let (Some(policy), ExecutionStatus::Failed) = (retry, run.status) {
+                status = follow_up!(&mut *tx, id, now, policy);
+            }
             sqlx::query(sql)
-                .bind(id).bind(run.status.as_str()).bind(&run.output).bind(&run.error_type)
-                .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now_ms())
+                .bind(id).bind(status.as_str()).bind(&run.output).bind(&run.error_type)
+                .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now)
                 .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
                 .bind(run.cpu_time_us)
-                .execute(pool).await.map(|r| r.rows_affected())
-        })?;
-        Ok(())
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(status)
+        })
     }
 
     pub async fn execution(&self, tenant_id: &str, id: &str) -> StoreResult<ExecutionRecord> {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await
+        })
+        .map_err(Into::into)
+    }
+
+    /// An execution whatever its tenant, for the node's own bookkeeping.
+    pub async fn execution_by_id(&self, id: &str) -> StoreResult<ExecutionRecord> {
+        let sql = format!("SELECT {COLUMNS} FROM executions WHERE id = $1");
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, ExecutionRecord>(&sql).bind(id).fetch_one(pool).await
         })
         .map_err(Into::into)
     }
@@ -199,16 +233,37 @@ impl Db {
     /// `abandoned`: open runs of other nodes whose last heartbeat is older
     /// than `alive_since` (`i64::MAX`: every other node, as on a single-node
     /// SQLite start, where any open run belongs to a process that is gone).
-    pub async fn abandon_executions(&self, node_id: &str, alive_since: i64) -> StoreResult<u64> {
+    /// Pending retries belong to no node and are left alone. An abandoned
+    /// scheduled run is followed up like a failed one (retry or `dead`).
+    pub async fn abandon_executions(
+        &self,
+        node_id: &str,
+        alive_since: i64,
+        retry: &RetryPolicy,
+    ) -> StoreResult<u64> {
         let sql = "UPDATE executions SET status = 'failed', error_type = 'abandoned', \
             error_message = 'the node running this execution stopped before it finished', \
             finished_at = $3 \
-            WHERE status IN ('queued', 'running') AND node_id <> $1 \
-            AND node_id NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $2)";
-        let done = on_pool!(self, pool => {
-            sqlx::query(sql).bind(node_id).bind(alive_since).bind(now_ms()).execute(pool).await.map(|r| r.rows_affected())
-        })?;
-        Ok(done)
+            WHERE status IN ('queued', 'running') AND run_after IS NULL AND node_id <> $1 \
+            AND node_id NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $2) \
+            RETURNING id, scheduled_for";
+        let now = now_ms();
+        let begin = self.begin_write();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql)
+                .bind(node_id).bind(alive_since).bind(now)
+                .fetch_all(&mut *tx).await?;
+            for (id, scheduled_for) in &rows {
+                if scheduled_for.is_some() {
+                    let status = follow_up!(&mut *tx, id.as_str(), now, retry);
+                    sqlx::query("UPDATE executions SET status = $2 WHERE id = $1")
+                        .bind(id).bind(status.as_str()).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(rows.len() as u64)
+        })
     }
 
     /// Records that `node_id` is alive.

@@ -9,6 +9,7 @@
 
 mod executions;
 mod kv;
+mod schedule;
 mod scripts;
 mod tenants;
 
@@ -24,6 +25,7 @@ pub use executions::{
     ExecutionFilter, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution,
 };
 pub use kv::DbKv;
+pub use schedule::{Claim, DueScript, Plan, RetryPolicy, scheduled_input};
 pub use scripts::{NewScript, ScriptRecord};
 pub use tenants::{Tenant, hash_api_key, new_api_key, validate_name as tenants_validate_name};
 

@@ -1,0 +1,248 @@
+//! Finding and claiming due schedules among 100,000, on SQLite and on
+//! PostgreSQL.
+//!
+//! `cargo bench -p scriptbox-benches --bench schedule` (or `just
+//! bench-schedule`) loads 100,000 enabled schedules into a fresh SQLite file
+//! and, when `SCRIPTBOX_TEST_POSTGRES_URL` is set, a fresh PostgreSQL
+//! database, with 1,000 of them due. It reports, per backend, medians of:
+//! - the scheduler's sleep query (earliest due time; index on next fire time);
+//! - claiming the 1,000 due scripts (moving their next fire time and
+//!   inserting their executions), in the scheduler's batches;
+//! - a pass with nothing due;
+//! - for contrast, what an index-less scheduler does every tick: read every
+//!   schedule and work out which are due.
+//!
+//! `SCRIPTBOX_BENCH_SCHEDULES` and `SCRIPTBOX_BENCH_DUE` change the sizes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use scriptbox::cron::{Location, Time};
+use scriptbox::store::Db;
+use sqlx::Connection;
+
+const ROUNDS: usize = 5;
+const BATCH: i64 = 200;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Inserts `count` enabled scheduled scripts of one tenant, all due an hour
+/// from now, in one transaction.
+macro_rules! load {
+    ($pool:expr, $tenant:expr, $count:expr, $future:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let schedules = [
+            "*/5 * * * *",
+            "0 * * * *",
+            "@every 1h",
+            "30 9 * * MON-FRI",
+            "0 0 1 * *",
+        ];
+        for i in 0..$count {
+            sqlx::query(
+                "INSERT INTO scripts (id, tenant_id, name, source, version, trigger_type, \
+                 schedule, enabled, limits, max_retries, retry_delay_ms, next_run_at, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'export default () => 1', 1, 'scheduled', $4, TRUE, '{}', \
+                 3, 300000, $5, 0, 0)",
+            )
+            .bind(scriptbox::store::new_id())
+            .bind($tenant)
+            .bind(format!("s{i}"))
+            .bind(schedules[i % schedules.len()])
+            .bind($future + (i as i64 % 3_600) * 1_000)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }};
+}
+
+/// Makes `due` scripts due at `now` again and removes executions.
+macro_rules! reset {
+    ($pool:expr, $due:expr, $now:expr, $future:expr) => {{
+        sqlx::query("DELETE FROM executions").execute($pool).await?;
+        sqlx::query(
+            "UPDATE scripts SET next_run_at = $1 WHERE next_run_at <= $2 OR next_run_at < $1",
+        )
+        .bind($future)
+        .bind($now)
+        .execute($pool)
+        .await?;
+        sqlx::query(
+            "UPDATE scripts SET next_run_at = $1 WHERE id IN \
+             (SELECT id FROM scripts ORDER BY id LIMIT $2)",
+        )
+        .bind($now - 1_000)
+        .bind($due as i64)
+        .execute($pool)
+        .await?;
+    }};
+}
+
+async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()> {
+    let (tenant, _) = db.create_tenant("bench").await?;
+    let now = scriptbox::store::now_ms();
+    let future = now + 3_600_000;
+    let started = Instant::now();
+    match db {
+        Db::Sqlite(pool) => load!(pool, &tenant.id, schedules, future),
+        Db::Postgres(pool) => load!(pool, &tenant.id, schedules, future),
+    }
+    if let Db::Postgres(pool) = db {
+        sqlx::query("ANALYZE").execute(pool).await?;
+    }
+    println!(
+        "{label}: loaded {schedules} schedules in {}",
+        ms(started.elapsed())
+    );
+
+    let node = "bench-node";
+    let mut sleep_query = Vec::new();
+    let mut claim_all = Vec::new();
+    let mut idle_pass = Vec::new();
+    for _ in 0..ROUNDS {
+        match db {
+            Db::Sqlite(pool) => reset!(pool, due, now, future),
+            Db::Postgres(pool) => reset!(pool, due, now, future),
+        }
+        let t = Instant::now();
+        let earliest = db.earliest_due().await?;
+        sleep_query.push(t.elapsed());
+        assert_eq!(earliest, Some(now - 1_000));
+
+        let t = Instant::now();
+        let mut claimed = 0;
+        loop {
+            let claims = db
+                .claim_due_scripts(now, BATCH, node, |s| scriptbox::scheduler::plan(s, now))
+                .await?;
+            claimed += claims.len();
+            if (claims.len() as i64) < BATCH {
+                break;
+            }
+        }
+        claim_all.push(t.elapsed());
+        assert_eq!(claimed, due, "every due script claimed once");
+
+        let t = Instant::now();
+        let nothing = db
+            .claim_due_scripts(now, BATCH, node, |s| scriptbox::scheduler::plan(s, now))
+            .await?;
+        db.claim_due_retries(now, BATCH, node).await?;
+        idle_pass.push(t.elapsed());
+        assert!(nothing.is_empty());
+    }
+
+    // What a scheduler without the index does every tick.
+    let mut scan = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let rows: Vec<(String, String, i64)> = match db {
+            Db::Sqlite(pool) => {
+                sqlx::query_as("SELECT id, schedule, updated_at FROM scripts WHERE trigger_type = 'scheduled' AND enabled")
+                    .fetch_all(pool)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as("SELECT id, schedule, updated_at FROM scripts WHERE trigger_type = 'scheduled' AND enabled")
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        let at = Time::from_unix_ms(now - 60_000, Location::Utc);
+        let found = rows
+            .iter()
+            .filter_map(|(_, expr, _)| scriptbox::cron::parse(expr).ok()?.next(at))
+            .filter(|t| t.unix_ms() <= now)
+            .count();
+        scan.push(t.elapsed());
+        std::hint::black_box(found);
+    }
+
+    let claim = median(claim_all);
+    let idle = median(idle_pass);
+    let scan = median(scan);
+    println!(
+        "{label}: earliest-due query (sleep):       median {}",
+        ms(median(sleep_query))
+    );
+    println!(
+        "{label}: claim {due} due of {schedules}:        median {} ({:.1} us per claim)",
+        ms(claim),
+        claim.as_secs_f64() * 1e6 / due as f64
+    );
+    println!(
+        "{label}: pass with nothing due:             median {}",
+        ms(idle)
+    );
+    println!(
+        "{label}: full scan + cron of all {schedules}: median {} ({:.0}x the pass with nothing due)",
+        ms(scan),
+        scan.as_secs_f64() / idle.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let schedules = env_usize("SCRIPTBOX_BENCH_SCHEDULES", 100_000);
+    let due = env_usize("SCRIPTBOX_BENCH_DUE", 1_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let dir = std::env::temp_dir().join(format!("scriptbox-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut config = scriptbox::config::DatabaseConfig {
+            url: format!("sqlite://{}", dir.join("schedule.db").display()),
+            ..Default::default()
+        };
+        let db = Db::open(&config).await?;
+        bench(&db, "sqlite", schedules, due).await?;
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+
+        match std::env::var("SCRIPTBOX_TEST_POSTGRES_URL") {
+            Ok(admin) if !admin.is_empty() => {
+                let name = format!("sbx_bench_{}", std::process::id());
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await?;
+                let mut url = url_with_path(&admin, &name)?;
+                std::mem::swap(&mut config.url, &mut url);
+                let db = Db::open(&config).await?;
+                let result = bench(&db, "postgres", schedules, due).await;
+                db.close().await;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                result?;
+            }
+            _ => println!("postgres: skipped (SCRIPTBOX_TEST_POSTGRES_URL is not set)"),
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn url_with_path(admin: &str, database: &str) -> Result<String> {
+    let (base, _) = admin
+        .rsplit_once('/')
+        .context("SCRIPTBOX_TEST_POSTGRES_URL has no database path")?;
+    Ok(format!("{base}/{database}"))
+}

@@ -1,0 +1,307 @@
+//! The scheduler: starts scheduled scripts when their cron expression says,
+//! and retries failed scheduled runs (the dead-letter queue).
+//!
+//! The loop sleeps until the earliest fire time or pending retry in the
+//! database (at most [`MAX_IDLE`], so schedules saved on other nodes are
+//! seen), claims what is due (see `store::schedule`: each occurrence once,
+//! whichever node claims it), and runs the claimed executions through the
+//! `ExecutionService` like any other run.
+//!
+//! - Catch-up: an occurrence missed by more than [`MISFIRE_GRACE`] (the
+//!   service was down) runs once, then the schedule continues from now.
+//!   Occurrences that are merely late run in turn.
+//! - Overlap: an occurrence whose script still has a scheduled run open is
+//!   skipped and counted (`scriptbox_scheduler_skipped_total{reason="overlap"}`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::cron::{self, Location, Schedule, Time};
+use crate::exec::{ExecutionService, Trigger};
+use crate::metrics::SchedulerMetrics;
+use crate::store::{
+    Claim, DueScript, ExecutionRecord, ExecutionStatus, FinishedRun, Plan, StoreError, StoreResult,
+    now_ms, scheduled_input,
+};
+
+/// The longest the loop sleeps when nothing is due sooner.
+pub const MAX_IDLE: Duration = Duration::from_millis(500);
+/// How late an occurrence may be and still be run in turn; later ones
+/// count as missed and collapse into one catch-up run.
+pub const MISFIRE_GRACE: Duration = Duration::from_secs(5);
+/// Scripts (or retries) claimed per transaction.
+const BATCH: i64 = 200;
+
+/// The zone a script's schedule runs in: the expression's `CRON_TZ=`/`TZ=`
+/// prefix, else the script's `timezone`, else UTC.
+pub fn script_zone(schedule: &Schedule, timezone: Option<&str>) -> Location {
+    let field = timezone
+        .and_then(|name| Location::named(name).ok())
+        .unwrap_or(Location::Utc);
+    schedule.zone_or(field)
+}
+
+/// The first fire time of `expr` after `after_ms`, in the script's zone.
+pub fn next_fire(expr: &str, timezone: Option<&str>, after_ms: i64) -> Option<Time> {
+    let schedule = cron::parse(expr).ok()?;
+    let zone = script_zone(&schedule, timezone);
+    schedule.next(Time::from_unix_ms(after_ms, zone))
+}
+
+/// What to do with a due script at `now`: its run's input and its following
+/// fire time.
+pub fn plan(script: &DueScript, now: i64) -> Plan {
+    let parsed = script.schedule.as_deref().map(cron::parse);
+    let Some(Ok(schedule)) = parsed else {
+        tracing::error!(
+            script_id = script.id,
+            schedule = script.schedule,
+            "a scheduled script has no valid schedule; it will not fire again"
+        );
+        let occurrence = Time::from_unix_ms(script.next_run_at, Location::Utc);
+        return Plan {
+            next_run_at: None,
+            input: scheduled_input(&occurrence.to_rfc3339()),
+        };
+    };
+    let zone = script_zone(&schedule, script.timezone.as_deref());
+    let occurrence = Time::from_unix_ms(script.next_run_at, zone);
+    let grace = MISFIRE_GRACE.as_millis() as i64;
+    let next = match schedule.next(occurrence) {
+        Some(t) if t.unix_ms() > now - grace => Some(t),
+        // Missed while no node ran: this run is the one catch-up.
+        Some(_) => schedule.next(Time::from_unix_ms(now, zone)),
+        None => None,
+    };
+    Plan {
+        next_run_at: next.map(|t| t.unix_ms()),
+        input: scheduled_input(&occurrence.to_rfc3339()),
+    }
+}
+
+/// What the API and health checks see of the scheduler.
+#[derive(Clone, Default)]
+pub struct SchedulerHandle {
+    inner: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    wake: Notify,
+    last_tick_ms: AtomicI64,
+}
+
+impl SchedulerHandle {
+    /// Makes the loop look at the database again now (a schedule changed).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// When the loop last passed, ms since the epoch (0: never).
+    pub fn last_tick_ms(&self) -> i64 {
+        self.inner.last_tick_ms.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Scheduler {
+    exec: ExecutionService,
+    metrics: SchedulerMetrics,
+    handle: SchedulerHandle,
+}
+
+impl Scheduler {
+    pub fn new(exec: ExecutionService, metrics: SchedulerMetrics, handle: SchedulerHandle) -> Self {
+        Self {
+            exec,
+            metrics,
+            handle,
+        }
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let wait = match self.tick().await {
+                Ok(wait) => wait,
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "scheduler pass failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.handle.inner.wake.notified() => {}
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// One pass: claim and start what is due; returns how long to sleep.
+    pub async fn tick(&self) -> StoreResult<Duration> {
+        self.metrics.ticks.inc();
+        let now = now_ms();
+        self.handle.inner.last_tick_ms.store(now, Ordering::Relaxed);
+        let db = self.exec.db();
+        let node = self.exec.node_id();
+
+        let mut due = 0;
+        loop {
+            let claims = db
+                .claim_due_scripts(now, BATCH, node, |script| plan(script, now))
+                .await?;
+            due += claims.len();
+            for claim in &claims {
+                self.start_occurrence(claim);
+            }
+            if (claims.len() as i64) < BATCH {
+                break;
+            }
+        }
+        self.metrics.due.set(due as i64);
+
+        loop {
+            let retries = db.claim_due_retries(now, BATCH, node).await?;
+            for execution in &retries {
+                self.start_retry(execution.clone());
+            }
+            if (retries.len() as i64) < BATCH {
+                break;
+            }
+        }
+
+        if let Ok(dead) = db.dead_letter_count().await {
+            self.metrics.dead_letter.set(dead);
+        }
+        let now = now_ms();
+        Ok(match db.earliest_due().await? {
+            // Due already: claimed by another node that has not committed
+            // yet, or come due during this pass.
+            Some(at) if at <= now => Duration::from_millis(20),
+            Some(at) => Duration::from_millis((at - now) as u64).min(MAX_IDLE),
+            None => MAX_IDLE,
+        })
+    }
+
+    fn start_occurrence(&self, claim: &Claim) {
+        let Some(execution_id) = claim.execution_id.clone() else {
+            tracing::info!(
+                script_id = claim.script.id,
+                "previous scheduled run still going; occurrence skipped"
+            );
+            self.metrics.skipped.with_label_values(&["overlap"]).inc();
+            return;
+        };
+        let script = &claim.script;
+        let job = Job {
+            execution_id,
+            tenant_id: script.tenant_id.clone(),
+            script_id: script.id.clone(),
+            input: claim.input.clone(),
+            attempt: 0,
+            scheduled_for: Some(script.next_run_at),
+        };
+        self.spawn(job);
+    }
+
+    fn start_retry(&self, execution: ExecutionRecord) {
+        let input = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
+        let job = Job {
+            execution_id: execution.id,
+            tenant_id: execution.tenant_id,
+            script_id: execution.script_id,
+            input,
+            attempt: execution.attempt,
+            scheduled_for: None,
+        };
+        self.spawn(job);
+    }
+
+    fn spawn(&self, job: Job) {
+        let exec = self.exec.clone();
+        let metrics = self.metrics.clone();
+        metrics.running.inc();
+        tokio::spawn(async move {
+            if let Err(error) = run_job(&exec, &metrics, &job).await {
+                tracing::error!(
+                    execution_id = job.execution_id,
+                    error = format!("{error:#}"),
+                    "a scheduled run could not be stored"
+                );
+            }
+            metrics.running.dec();
+        });
+    }
+}
+
+/// A claimed execution to run.
+struct Job {
+    execution_id: String,
+    tenant_id: String,
+    script_id: String,
+    input: Value,
+    attempt: i64,
+    /// For first attempts: the fire time, to measure the lag.
+    scheduled_for: Option<i64>,
+}
+
+async fn run_job(
+    exec: &ExecutionService,
+    metrics: &SchedulerMetrics,
+    job: &Job,
+) -> StoreResult<()> {
+    let script = match exec.db().script(&job.tenant_id, &job.script_id).await {
+        Ok(script) if script.enabled => script,
+        Ok(_) => {
+            return cancel(exec, job, "the script was disabled before this run started").await;
+        }
+        Err(StoreError::NotFound) => {
+            return cancel(exec, job, "the script was deleted before this run started").await;
+        }
+        Err(error) => return Err(error),
+    };
+    if let Some(at) = job.scheduled_for {
+        let lag = (now_ms() - at).max(0) as f64 / 1000.0;
+        metrics.lag.observe(lag);
+    }
+    let outcome = exec
+        .execute(
+            &job.execution_id,
+            &script,
+            Trigger::Scheduled,
+            &job.input,
+            job.attempt,
+        )
+        .await?;
+    if let Some(executed) = outcome
+        && executed.status == ExecutionStatus::Failed
+    {
+        // A failed scheduled run is followed by a retry unless it is dead.
+        metrics.retries.inc();
+    }
+    Ok(())
+}
+
+/// Ends a claimed run that cannot start; it goes to the dead-letter queue.
+async fn cancel(exec: &ExecutionService, job: &Job, why: &str) -> StoreResult<()> {
+    let run = FinishedRun {
+        status: ExecutionStatus::Dead,
+        output: None,
+        error_type: Some("cancelled".into()),
+        error_message: Some(why.into()),
+        error_stack: None,
+        logs: "[]".into(),
+        duration_ms: 0,
+        fuel_used: 0,
+        memory_peak_bytes: 0,
+        cpu_time_us: 0,
+    };
+    exec.db()
+        .finish_execution(&job.execution_id, &run, None)
+        .await
+        .map(|_| ())
+}

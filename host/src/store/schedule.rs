@@ -1,0 +1,285 @@
+//! The scheduler's bookkeeping: due scripts claimed occurrence by
+//! occurrence, and the dead-letter queue of failed scheduled runs.
+//!
+//! A script's next fire time is `scripts.next_run_at` (indexed; set only for
+//! enabled scheduled scripts). Claiming an occurrence moves `next_run_at`
+//! on and inserts its execution in one transaction, with the script rows
+//! locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer
+//! with `BEGIN IMMEDIATE`), so each occurrence is claimed once however many
+//! nodes share the database; the unique index on (script, occurrence,
+//! attempt) refuses a second execution of the same occurrence regardless.
+//!
+//! A failed scheduled run is followed by a retry: an execution row with
+//! status `queued`, no node, and `run_after` its earliest start. Any node
+//! claims it when due. After the script's last retry the run is `dead`.
+
+use serde_json::json;
+
+use super::{Db, StoreResult, new_id, on_pool};
+use crate::config::{Backoff, SchedulerConfig};
+
+/// How long to wait before a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub backoff: Backoff,
+    pub max_delay_ms: i64,
+}
+
+impl RetryPolicy {
+    pub fn from_config(config: &SchedulerConfig) -> Self {
+        Self {
+            backoff: config.backoff,
+            max_delay_ms: config.backoff_max_ms as i64,
+        }
+    }
+
+    /// The delay before retry number `attempt` (1 for the first), given the
+    /// script's `retry_delay_ms`.
+    pub fn delay_ms(&self, base_ms: i64, attempt: i64) -> i64 {
+        match self.backoff {
+            Backoff::Fixed => base_ms,
+            Backoff::Exponential => {
+                let doublings = (attempt - 1).clamp(0, 40) as u32;
+                let grown = base_ms.saturating_mul(1_i64 << doublings);
+                let capped = grown.min(self.max_delay_ms.max(base_ms));
+                // +-20 %, so retries of many scripts failing together spread out.
+                let mut byte = [0u8; 2];
+                let _ = getrandom::fill(&mut byte);
+                let unit = f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX);
+                (capped as f64 * (0.8 + 0.4 * unit)).round() as i64
+            }
+        }
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::from_config(&SchedulerConfig::default())
+    }
+}
+
+/// After a scheduled run failed (its row still in the transaction `$conn`):
+/// queues the next retry and answers `Failed`, or answers `Dead` when the
+/// script has no retries left (or is gone). Runs that are not part of a
+/// scheduled occurrence (manual retries, webhooks) stay `Failed`.
+macro_rules! follow_up {
+    ($conn:expr, $id:expr, $now:expr, $policy:expr) => {{
+        let row: Option<(i64, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT e.attempt, e.scheduled_for, s.max_retries, s.retry_delay_ms \
+             FROM executions e LEFT JOIN scripts s ON s.id = e.script_id WHERE e.id = $1",
+        )
+        .bind($id)
+        .fetch_optional($conn)
+        .await?;
+        match row {
+            Some((attempt, Some(_), Some(max_retries), Some(delay))) if attempt < max_retries => {
+                let run_after = $now + $policy.delay_ms(delay, attempt + 1);
+                sqlx::query(
+                    "INSERT INTO executions (id, tenant_id, script_id, script_version, \
+                     trigger_type, status, input, logs, attempt, node_id, queued_at, \
+                     scheduled_for, run_after) \
+                     SELECT $2, tenant_id, script_id, script_version, trigger_type, 'queued', \
+                     input, '[]', attempt + 1, '', $3, scheduled_for, $4 \
+                     FROM executions WHERE id = $1",
+                )
+                .bind($id)
+                .bind($crate::store::new_id())
+                .bind($now)
+                .bind(run_after)
+                .execute($conn)
+                .await?;
+                $crate::store::ExecutionStatus::Failed
+            }
+            Some((_, Some(_), _, _)) => $crate::store::ExecutionStatus::Dead,
+            _ => $crate::store::ExecutionStatus::Failed,
+        }
+    }};
+}
+pub(crate) use follow_up;
+
+/// A script whose next fire time has come.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueScript {
+    pub id: String,
+    pub tenant_id: String,
+    pub version: i64,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    /// The occurrence being claimed.
+    pub next_run_at: i64,
+}
+
+/// What the scheduler decided for a due script: its following fire time
+/// (`None`: no more) and the input of the run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub next_run_at: Option<i64>,
+    pub input: serde_json::Value,
+}
+
+/// One claimed occurrence.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub script: DueScript,
+    /// The execution created for it; `None` when the occurrence was skipped
+    /// because the script's previous scheduled run is still open.
+    pub execution_id: Option<String>,
+    pub input: serde_json::Value,
+}
+
+impl Db {
+    /// `BEGIN` for a transaction that reads and then writes: on SQLite it
+    /// takes the write lock at once, so it waits for other writers instead
+    /// of failing when it upgrades.
+    pub(crate) fn begin_write(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+            Db::Postgres(_) => "BEGIN",
+        }
+    }
+
+    /// Claims up to `limit` scripts due at `now`: moves each one's
+    /// `next_run_at` to what `plan` says and, unless its previous scheduled
+    /// run is still open, inserts a `queued` execution of the occurrence
+    /// owned by `node_id`. Scripts another node is claiming are skipped.
+    pub async fn claim_due_scripts(
+        &self,
+        now: i64,
+        limit: i64,
+        node_id: &str,
+        plan: impl Fn(&DueScript) -> Plan,
+    ) -> StoreResult<Vec<Claim>> {
+        let lock = match self {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        };
+        let select = format!(
+            "SELECT id, tenant_id, version, schedule, timezone, next_run_at FROM scripts \
+             WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2{lock}"
+        );
+        let begin = self.begin_write();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let due: Vec<DueScript> = sqlx::query_as(&select)
+                .bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Which of them still have a scheduled run open.
+            let placeholders: Vec<String> = (1..=due.len()).map(|i| format!("${i}")).collect();
+            let open_sql = format!(
+                "SELECT DISTINCT script_id FROM executions \
+                 WHERE status IN ('queued', 'running') AND run_after IS NULL \
+                 AND trigger_type = 'scheduled' AND script_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut open_query = sqlx::query_as::<_, (String,)>(&open_sql);
+            for script in &due {
+                open_query = open_query.bind(&script.id);
+            }
+            let open: std::collections::HashSet<String> =
+                open_query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();
+
+            let mut claims = Vec::with_capacity(due.len());
+            for script in due {
+                let plan = plan(&script);
+                sqlx::query("UPDATE scripts SET next_run_at = $2 WHERE id = $1")
+                    .bind(&script.id).bind(plan.next_run_at)
+                    .execute(&mut *tx).await?;
+                let mut execution_id = None;
+                if !open.contains(&script.id) {
+                    let id = new_id();
+                    let inserted = sqlx::query(
+                        "INSERT INTO executions (id, tenant_id, script_id, script_version, \
+                         trigger_type, status, input, logs, attempt, node_id, queued_at, \
+                         scheduled_for) \
+                         VALUES ($1, $2, $3, $4, 'scheduled', 'queued', $5, '[]', 0, $6, $7, $8) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&id).bind(&script.tenant_id).bind(&script.id).bind(script.version)
+                    .bind(plan.input.to_string()).bind(node_id).bind(now)
+                    .bind(script.next_run_at)
+                    .execute(&mut *tx).await?
+                    .rows_affected();
+                    if inserted == 1 {
+                        execution_id = Some(id);
+                    }
+                }
+                claims.push(Claim { script, execution_id, input: plan.input });
+            }
+            tx.commit().await?;
+            Ok(claims)
+        })
+    }
+
+    /// Claims up to `limit` retries due at `now` for `node_id` and returns
+    /// them, ready to run (`queued`, owned by the node, on the script's
+    /// current version).
+    pub async fn claim_due_retries(
+        &self,
+        now: i64,
+        limit: i64,
+        node_id: &str,
+    ) -> StoreResult<Vec<super::ExecutionRecord>> {
+        let lock = match self {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        };
+        let select = format!(
+            "SELECT id FROM executions WHERE run_after <= $1 ORDER BY run_after LIMIT $2{lock}"
+        );
+        let claim = "UPDATE executions SET run_after = NULL, node_id = $2, \
+            script_version = COALESCE((SELECT version FROM scripts WHERE scripts.id = executions.script_id), script_version) \
+            WHERE id = $1 AND run_after IS NOT NULL";
+        let begin = self.begin_write();
+        let ids: Vec<String> = on_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let ids: Vec<(String,)> = sqlx::query_as(&select)
+                .bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            for (id,) in &ids {
+                sqlx::query(claim).bind(id).bind(node_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            ids.into_iter().map(|(id,)| id).collect()
+        });
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            claimed.push(self.execution_by_id(&id).await?);
+        }
+        Ok(claimed)
+    }
+
+    /// The earliest time anything is due: a script's next fire time or a
+    /// pending retry.
+    pub async fn earliest_due(&self) -> StoreResult<Option<i64>> {
+        let sql = "SELECT MIN(t) FROM ( \
+            SELECT MIN(next_run_at) AS t FROM scripts WHERE next_run_at IS NOT NULL \
+            UNION ALL SELECT MIN(run_after) AS t FROM executions WHERE run_after IS NOT NULL) due";
+        let (earliest,): (Option<i64>,) =
+            on_pool!(self, pool => sqlx::query_as(sql).fetch_one(pool).await)?;
+        Ok(earliest)
+    }
+
+    /// Executions in the dead-letter queue (all tenants).
+    pub async fn dead_letter_count(&self) -> StoreResult<i64> {
+        let (count,): (i64,) = on_pool!(self, pool => {
+            sqlx::query_as("SELECT COUNT(*) FROM executions WHERE status = 'dead'").fetch_one(pool).await
+        })?;
+        Ok(count)
+    }
+
+    /// Sets a script's next fire time (after a save, or in tests to stand
+    /// for time passing while no node ran).
+    pub async fn set_next_run(&self, script_id: &str, next_run_at: Option<i64>) -> StoreResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE scripts SET next_run_at = $2 WHERE id = $1")
+                .bind(script_id).bind(next_run_at).execute(pool).await.map(|_| ())
+        })?;
+        Ok(())
+    }
+}
+
+/// The input of a scheduled run: `{ scheduledAt }` as RFC 3339.
+pub fn scheduled_input(scheduled_at: &str) -> serde_json::Value {
+    json!({ "scheduledAt": scheduled_at })
+}

@@ -1,0 +1,103 @@
+//! Running the real `scriptbox` binary: commands, `serve` processes, and
+//! calls to their API.
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn scriptbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_scriptbox"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `scriptbox serve` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `scriptbox serve` on `database` and a free port; returns once it
+/// answers.
+pub async fn serve(database: &str) -> Server {
+    let port = free_port();
+    let child = scriptbox()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+            database,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("scriptbox serve did not start");
+}
+
+/// `scriptbox tenant create NAME`; returns the API key.
+pub fn create_tenant(database: &str, name: &str) -> String {
+    let created = scriptbox()
+        .args(["tenant", "create", name, "--database", database])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(
+        key.starts_with("sbx_"),
+        "the key is the last line: {stdout}"
+    );
+    key
+}
+
+pub async fn call(port: u16, method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
