@@ -17,6 +17,11 @@ lint:
 bench:
     cargo bench -p scriptbox-benches --bench sandbox
 
+# Finding and claiming due schedules among 100,000, on SQLite and PostgreSQL
+# (set SCRIPTBOX_TEST_POSTGRES_URL for the PostgreSQL half).
+bench-schedule:
+    cargo bench -p scriptbox-benches --bench schedule
+
 # Run one script locally: just run examples/hello.js '{"name":"Ada"}'
 run file input="null":
     cargo run --release -p scriptbox -- run {{file}} --input '{{input}}'

@@ -83,6 +83,17 @@ pub fn plan(script: &DueScript, now: i64) -> Plan {
     }
 }
 
+/// How long to sleep when the earliest due time is `earliest`.
+fn sleep_until(earliest: Option<i64>, now: i64) -> Duration {
+    match earliest {
+        // Due already: claimed by another node that has not committed yet,
+        // or come due during this pass.
+        Some(at) if at <= now => Duration::from_millis(20),
+        Some(at) => Duration::from_millis((at - now) as u64).min(MAX_IDLE),
+        None => MAX_IDLE,
+    }
+}
+
 /// What the API and health checks see of the scheduler.
 #[derive(Clone, Default)]
 pub struct SchedulerHandle {
@@ -93,6 +104,7 @@ pub struct SchedulerHandle {
 struct Shared {
     wake: Notify,
     last_tick_ms: AtomicI64,
+    dead_counted_ms: AtomicI64,
 }
 
 impl SchedulerHandle {
@@ -149,6 +161,14 @@ impl Scheduler {
         let db = self.exec.db();
         let node = self.exec.node_id();
 
+        // Claiming takes a write lock; look first whether anything is due.
+        let earliest = db.earliest_due().await?;
+        if earliest.is_none_or(|at| at > now) {
+            self.metrics.due.set(0);
+            self.refresh_dead_letter_size(now).await;
+            return Ok(sleep_until(earliest, now_ms()));
+        }
+
         let mut due = 0;
         loop {
             let claims = db
@@ -174,17 +194,23 @@ impl Scheduler {
             }
         }
 
-        if let Ok(dead) = db.dead_letter_count().await {
+        self.refresh_dead_letter_size(now).await;
+        Ok(sleep_until(db.earliest_due().await?, now_ms()))
+    }
+
+    /// Counts the dead-letter queue every few seconds.
+    async fn refresh_dead_letter_size(&self, now: i64) {
+        let last = self.handle.inner.dead_counted_ms.load(Ordering::Relaxed);
+        if now - last < 5_000 {
+            return;
+        }
+        self.handle
+            .inner
+            .dead_counted_ms
+            .store(now, Ordering::Relaxed);
+        if let Ok(dead) = self.exec.db().dead_letter_count().await {
             self.metrics.dead_letter.set(dead);
         }
-        let now = now_ms();
-        Ok(match db.earliest_due().await? {
-            // Due already: claimed by another node that has not committed
-            // yet, or come due during this pass.
-            Some(at) if at <= now => Duration::from_millis(20),
-            Some(at) => Duration::from_millis((at - now) as u64).min(MAX_IDLE),
-            None => MAX_IDLE,
-        })
     }
 
     fn start_occurrence(&self, claim: &Claim) {

@@ -531,8 +531,12 @@ async fn failed_runs_are_retried_then_dead(url: String) {
         4,
         "a retry by hand is not retried again"
     );
-    let metrics = node.metrics().await;
-    assert_eq!(metric(&metrics, "scriptbox_dead_letter_queue_size"), 1.0);
+    // The gauge is refreshed every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&node.metrics().await, "scriptbox_dead_letter_queue_size") != 1.0 {
+        assert!(Instant::now() < deadline, "{}", node.metrics().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     node.stop().await;
 }
 
