@@ -25,6 +25,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub fetch: FetchConfig,
     pub scheduler: SchedulerConfig,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for Config {
@@ -35,6 +36,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             fetch: FetchConfig::default(),
             scheduler: SchedulerConfig::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -163,6 +165,7 @@ impl Config {
             bail!("database.min_idle must not exceed database.max_connections");
         }
         self.sandbox.validate().map_err(anyhow::Error::msg)?;
+        self.webhooks.validate().map_err(anyhow::Error::msg)?;
         if self.scheduler.retry_delay_ms == 0 {
             bail!("scheduler.retry_delay_ms must be at least 1");
         }

@@ -8,6 +8,7 @@
 //! - [`sandbox`]: wasmtime, the guest, the pool, limits and host imports
 //! - [`scheduler`]: cron runs and retries of failed ones
 //! - [`metrics`]: Prometheus metrics
+//! - [`webhooks`]: webhook routes, auth, rate limits and replies
 //! - [`exec`]: `ExecutionService`, the one path every run takes
 //! - [`store`]: SQLite and PostgreSQL storage
 //! - [`api`]: the HTTP API
@@ -26,3 +27,4 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod webhooks;

@@ -10,6 +10,16 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     pub scheduler: SchedulerMetrics,
+    pub webhooks: WebhookMetrics,
+}
+
+/// Webhook metrics.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    /// `scriptbox_webhook_rejected_total{reason}`: calls refused before a
+    /// run (not_found, method_not_allowed, rate_limited, body_too_large,
+    /// unauthorized).
+    pub rejected: IntCounterVec,
 }
 
 /// The scheduler's metrics.
@@ -76,6 +86,28 @@ impl Metrics {
             )
             .expect("valid metric"),
         };
+        let webhooks = WebhookMetrics {
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "scriptbox_webhook_rejected_total",
+                    "Webhook calls refused before a run, by reason",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+        };
+        registry
+            .register(Box::new(webhooks.rejected.clone()))
+            .expect("unique metric names");
+        for reason in [
+            "not_found",
+            "method_not_allowed",
+            "rate_limited",
+            "body_too_large",
+            "unauthorized",
+        ] {
+            webhooks.rejected.with_label_values(&[reason]);
+        }
         let s = &scheduler;
         for metric in [
             Box::new(s.ticks.clone()) as Box<dyn prometheus::core::Collector>,
@@ -93,6 +125,7 @@ impl Metrics {
         Self {
             registry,
             scheduler,
+            webhooks,
         }
     }
 

@@ -22,6 +22,7 @@ pub struct Node {
     pub scheduler: SchedulerHandle,
     /// Whether this node runs the scheduler loop, and retry defaults.
     pub scheduler_config: crate::config::SchedulerConfig,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 /// Opens the database (applying migrations), starts the sandbox, and marks
@@ -52,6 +53,7 @@ pub async fn start(config: &Config) -> Result<Node> {
         metrics: Metrics::new(),
         scheduler: SchedulerHandle::default(),
         scheduler_config: config.scheduler.clone(),
+        webhooks: config.webhooks.clone(),
     })
 }
 
@@ -82,7 +84,8 @@ pub async fn run(
     let state = AppState::new(node.exec.clone())
         .with_metrics(node.metrics.clone())
         .with_scheduler(node.scheduler.clone())
-        .with_retry_defaults(node.scheduler_config.clone());
+        .with_retry_defaults(node.scheduler_config.clone())
+        .with_webhooks(node.webhooks.clone());
     let router = app(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {

@@ -14,6 +14,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A webhook call whose token or signature was refused.
+    #[error("{0}")]
+    UnauthorizedWebhook(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -39,7 +42,9 @@ impl AppError {
     fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized(_) | AppError::UnauthorizedWebhook(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -6,7 +6,7 @@
 mod error;
 mod executions;
 mod json;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use crate::exec::ExecutionService;
 use crate::metrics::Metrics;
 use crate::scheduler::SchedulerHandle;
 use crate::store::{StoreError, Tenant, hash_api_key};
+use crate::webhooks::{Limiters, Routes, WebhookConfig};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -37,6 +38,9 @@ pub struct AppState {
     pub scheduler: SchedulerHandle,
     /// Defaults for scripts that do not set their retries.
     pub retry_defaults: SchedulerConfig,
+    pub webhooks: WebhookConfig,
+    pub routes: Routes,
+    pub limiters: Limiters,
 }
 
 impl AppState {
@@ -50,7 +54,15 @@ impl AppState {
             metrics: Metrics::new(),
             scheduler: SchedulerHandle::default(),
             retry_defaults: SchedulerConfig::default(),
+            webhooks: WebhookConfig::default(),
+            routes: Routes::default(),
+            limiters: Limiters::default(),
         }
+    }
+
+    pub fn with_webhooks(mut self, config: WebhookConfig) -> Self {
+        self.webhooks = config;
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
@@ -81,6 +93,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/scripts/{id}/run", post(scripts::run))
         .route("/api/scripts/{id}/next-runs", get(scripts::next_runs))
+        .route(
+            "/api/webhooks/{tenant}/{*path}",
+            axum::routing::any(crate::webhooks::handle),
+        )
         .route("/api/executions", get(executions::list))
         .route("/api/executions/{id}", get(executions::show))
         .route("/api/executions/{id}/retry", post(executions::retry))

@@ -15,6 +15,7 @@ use crate::api::executions::execution_json;
 use crate::exec::Trigger;
 use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides};
 use crate::store::{NewScript, ScriptRecord};
+use crate::webhooks::{AuthType, RateLimit, WebhookAuth};
 
 const MAX_SOURCE_BYTES: usize = 1 << 20;
 const DEFAULT_PAGE: i64 = 50;
@@ -36,32 +37,6 @@ impl TriggerType {
             TriggerType::Webhook => "webhook",
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    pub rps: u32,
-    pub burst: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthType {
-    None,
-    Bearer,
-    HmacGithub,
-    HmacStripe,
-    StandardWebhooks,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookAuth {
-    #[serde(rename = "type")]
-    pub kind: AuthType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
 }
 
 /// A create or update body. On update, missing fields keep their values.
@@ -256,6 +231,12 @@ async fn prepare(
                     }
                 }
             }
+            if auth.kind == AuthType::StandardWebhooks
+                && let Some(secret) = &auth.secret
+            {
+                crate::webhooks::auth::standard_webhooks_key(secret)
+                    .map_err(|why| AppError::bad(format!("invalid webhook_auth.secret: {why}")))?;
+            }
             Some(serde_json::to_string(&auth).expect("serialisable"))
         }
         None => stored(|c| c.webhook_auth.clone()),
@@ -361,6 +342,10 @@ pub async fn create(
     if script.next_run_at.is_some() {
         state.scheduler.wake();
     }
+    state
+        .routes
+        .invalidate(&tenant.name, script.webhook_path.as_deref())
+        .await;
     Ok((StatusCode::CREATED, Json(script_json(&script))).into_response())
 }
 
@@ -439,6 +424,9 @@ pub async fn update(
     if script.next_run_at != current.next_run_at {
         state.scheduler.wake();
     }
+    for path in [&current.webhook_path, &script.webhook_path] {
+        state.routes.invalidate(&tenant.name, path.as_deref()).await;
+    }
     Ok(Json(script_json(&script)))
 }
 
@@ -450,6 +438,11 @@ pub async fn remove(
     let current = state.exec.db().script(&tenant.id, &id).await?;
     state.exec.db().delete_script(&tenant.id, &id).await?;
     state.exec.sandbox().forget(&current.id, current.version);
+    state
+        .routes
+        .invalidate(&tenant.name, current.webhook_path.as_deref())
+        .await;
+    state.limiters.forget(&current.id);
     Ok(StatusCode::NO_CONTENT)
 }
 

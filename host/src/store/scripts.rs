@@ -180,6 +180,25 @@ impl Db {
         Ok(())
     }
 
+    /// The enabled webhook script of the tenant named `tenant` at `path`.
+    pub async fn webhook_script(&self, tenant: &str, path: &str) -> StoreResult<ScriptRecord> {
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM scripts s JOIN tenants t ON t.id = s.tenant_id \
+             WHERE t.name = $1 AND s.webhook_path = $2 AND s.trigger_type = 'webhook' \
+             AND s.enabled = $3"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, ScriptRecord>(&sql)
+                .bind(tenant).bind(path).bind(true).fetch_one(pool).await
+        })
+        .map_err(Into::into)
+    }
+
     pub async fn mark_script_executed(&self, id: &str, at: i64) -> StoreResult<()> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE scripts SET last_executed_at = $2 WHERE id = $1")
