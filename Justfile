@@ -22,6 +22,11 @@ bench:
 bench-schedule:
     cargo bench -p scriptbox-benches --bench schedule
 
+# Webhook requests/s and latency against a constant axum handler, with wrk.
+bench-webhooks:
+    command -v wrk >/dev/null || sudo apt-get install -y wrk
+    cargo bench -p scriptbox-benches --bench webhooks
+
 # Run one script locally: just run examples/hello.js '{"name":"Ada"}'
 run file input="null":
     cargo run --release -p scriptbox -- run {{file}} --input '{{input}}'

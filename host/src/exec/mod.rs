@@ -104,6 +104,56 @@ impl ExecutionService {
         Ok(id)
     }
 
+    /// Records a run that starts at once as `running` and returns its id;
+    /// continue with [`Self::run_started`].
+    pub async fn start_now(
+        &self,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> StoreResult<String> {
+        let id = new_id();
+        self.db
+            .insert_running_execution(&NewExecution {
+                id: id.clone(),
+                tenant_id: script.tenant_id.clone(),
+                script_id: script.id.clone(),
+                script_version: script.version,
+                trigger_type: trigger.as_str().into(),
+                input: input.to_string(),
+                attempt,
+                node_id: self.node_id.to_string(),
+                scheduled_for: None,
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Runs an execution recorded by [`Self::start_now`] and stores the result.
+    pub async fn run_started(
+        &self,
+        execution_id: &str,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> StoreResult<Executed> {
+        let outcome = self
+            .run_script(execution_id, script, trigger, input, attempt)
+            .await;
+        let finished = finished_run(&outcome);
+        let retry = (trigger == Trigger::Scheduled).then_some(&self.retry);
+        let status = self
+            .db
+            .finish_execution(execution_id, &finished, retry)
+            .await?;
+        self.db
+            .mark_script_executed(&script.id, crate::store::now_ms())
+            .await?;
+        Ok(Executed { outcome, status })
+    }
+
     /// Runs an accepted execution to its end and stores the result. Returns
     /// the sandbox's outcome and the stored status (`None` if the record
     /// could not be started, for instance because recovery already marked
@@ -120,19 +170,9 @@ impl ExecutionService {
         if self.db.start_execution(execution_id).await.is_err() {
             return Ok(None);
         }
-        let outcome = self
-            .run_script(execution_id, script, trigger, input, attempt)
-            .await;
-        let finished = finished_run(&outcome);
-        let retry = (trigger == Trigger::Scheduled).then_some(&self.retry);
-        let status = self
-            .db
-            .finish_execution(execution_id, &finished, retry)
-            .await?;
-        self.db
-            .mark_script_executed(&script.id, crate::store::now_ms())
-            .await?;
-        Ok(Some(Executed { outcome, status }))
+        self.run_started(execution_id, script, trigger, input, attempt)
+            .await
+            .map(Some)
     }
 
     /// Accepts and runs to the end; returns the stored execution.

@@ -116,14 +116,31 @@ const COLUMNS: &str = "id, tenant_id, script_id, script_version, trigger_type, s
 impl Db {
     /// Records an accepted run as `queued`.
     pub async fn insert_execution(&self, new: &NewExecution) -> StoreResult<()> {
+        self.insert_execution_as(new, ExecutionStatus::Queued).await
+    }
+
+    /// Records a run that starts now as `running`: one write instead of
+    /// `insert_execution` then `start_execution`.
+    pub async fn insert_running_execution(&self, new: &NewExecution) -> StoreResult<()> {
+        self.insert_execution_as(new, ExecutionStatus::Running)
+            .await
+    }
+
+    async fn insert_execution_as(
+        &self,
+        new: &NewExecution,
+        status: ExecutionStatus,
+    ) -> StoreResult<()> {
         let sql = "INSERT INTO executions (id, tenant_id, script_id, script_version, trigger_type, \
-            status, input, logs, attempt, node_id, queued_at, scheduled_for) \
-            VALUES ($1, $2, $3, $4, $5, 'queued', $6, '[]', $7, $8, $9, $10)";
+            status, input, logs, attempt, node_id, queued_at, scheduled_for, started_at) \
+            VALUES ($1, $2, $3, $4, $5, $11, $6, '[]', $7, $8, $9, $10, $12)";
+        let now = now_ms();
+        let started_at = (status == ExecutionStatus::Running).then_some(now);
         on_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(&new.id).bind(&new.tenant_id).bind(&new.script_id).bind(new.script_version)
                 .bind(&new.trigger_type).bind(&new.input).bind(new.attempt).bind(&new.node_id)
-                .bind(now_ms()).bind(new.scheduled_for)
+                .bind(now).bind(new.scheduled_for).bind(status.as_str()).bind(started_at)
                 .execute(pool).await.map(|r| r.rows_affected())
         })?;
         Ok(())
@@ -160,13 +177,22 @@ impl Db {
             fuel_used = $10, memory_peak_bytes = $11, cpu_time_us = $12 \
             WHERE id = $1 AND status IN ('queued', 'running')";
         let now = now_ms();
+        let Some(policy) = retry.filter(|_| run.status == ExecutionStatus::Failed) else {
+            // Nothing to follow up: one statement, no transaction.
+            on_pool!(self, pool => {
+                sqlx::query(sql)
+                    .bind(id).bind(run.status.as_str()).bind(&run.output).bind(&run.error_type)
+                    .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now)
+                    .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
+                    .bind(run.cpu_time_us)
+                    .execute(pool).await.map(|r| r.rows_affected())
+            })?;
+            return Ok(run.status);
+        };
         let begin = self.begin_write();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            let mut status = run.status;
-            if let (Some(policy), ExecutionStatus::Failed) = (retry, run.status) {
-                status = follow_up!(&mut *tx, id, now, policy);
-            }
+            let status = follow_up!(&mut *tx, id, now, policy);
             sqlx::query(sql)
                 .bind(id).bind(status.as_str()).bind(&run.output).bind(&run.error_type)
                 .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now)

@@ -209,9 +209,9 @@ pub async fn handle(
     let exec = state.exec.clone();
     let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
     let run = tokio::spawn(async move {
-        let id = exec.accept(&script, Trigger::Webhook, &input, 0).await?;
+        let id = exec.start_now(&script, Trigger::Webhook, &input, 0).await?;
         let _ = accepted_tx.send(id.clone());
-        exec.execute(&id, &script, Trigger::Webhook, &input, 0)
+        exec.run_started(&id, &script, Trigger::Webhook, &input, 0)
             .await
             .map(|executed| (id, executed))
     });
@@ -252,12 +252,7 @@ pub async fn handle(
             return Err(AppError::Internal(anyhow::anyhow!("the run's task failed: {join}")));
         }
         Ok(Ok(Err(store))) => return Err(store.into()),
-        Ok(Ok(Ok((_, None)))) => {
-            return Err(AppError::Conflict(
-                "the execution was closed before it could run".into(),
-            ));
-        }
-        Ok(Ok(Ok((_, Some(executed))))) => match executed.outcome.result {
+        Ok(Ok(Ok((_, executed)))) => match executed.outcome.result {
             Ok(success) => match success.reply {
                 Some(reply) => script_response(reply),
                 None => {

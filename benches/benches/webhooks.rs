@@ -1,0 +1,162 @@
+//! Webhook throughput and latency over loopback, against a minimal axum
+//! handler in the same process, driven by `wrk`.
+//!
+//! `cargo bench -p scriptbox-benches --bench webhooks` (or `just
+//! bench-webhooks`, which installs `wrk` if missing) starts a node on a
+//! fresh SQLite file with a trivial webhook script (rate limit raised out of
+//! the way), and an axum server answering a constant. It runs `wrk` against
+//! each in turn with the same settings and prints requests/s, p50 and p99
+//! latency, and the ratios. Every webhook request is a full run: route
+//! lookup, execution recorded, sandbox run, result stored.
+//!
+//! `SCRIPTBOX_BENCH_SECONDS` (default 8) and `SCRIPTBOX_BENCH_CONNECTIONS`
+//! (default 16) change the load.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use scriptbox::config::Config;
+use scriptbox::store::NewScript;
+
+struct Load {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `wrk --latency` against `url`; parses requests/s and the 50 % / 99 % lines.
+fn wrk(url: &str) -> Result<Load> {
+    let seconds = env_u64("SCRIPTBOX_BENCH_SECONDS", 8);
+    let connections = env_u64("SCRIPTBOX_BENCH_CONNECTIONS", 16);
+    let out = Command::new("wrk")
+        .args(["--latency", "-t1"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg(url)
+        .output()
+        .context("running wrk (apt-get install wrk, or `just bench-webhooks`)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}");
+    }
+    if text.contains("Non-2xx") {
+        bail!("some requests failed:\n{text}");
+    }
+    let field = |prefix: &str| -> Result<&str> {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .map(str::trim)
+            .with_context(|| format!("no {prefix:?} in wrk output:\n{text}"))
+    };
+    Ok(Load {
+        requests_per_sec: field("Requests/sec:")?.parse()?,
+        p50_ms: millis(field("50%")?)?,
+        p99_ms: millis(field("99%")?)?,
+    })
+}
+
+/// wrk's `850.00us`, `1.23ms`, `1.01s`.
+fn millis(text: &str) -> Result<f64> {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        bail!("unknown latency {text:?}");
+    };
+    Ok(number.parse::<f64>()? * factor)
+}
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("scriptbox-bench-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (hook_url, constant_url) = runtime.block_on(async {
+        let mut config = Config::default();
+        config.database.url = format!("sqlite://{}", dir.join("hooks.db").display());
+        config.scheduler.enabled = false;
+        if let Ok(n) = std::env::var("SCRIPTBOX_BENCH_DB_CONNECTIONS") {
+            config.database.max_connections = n.parse()?;
+            config.database.min_idle = 1;
+        }
+        let node = scriptbox::server::start(&config).await?;
+        let db = node.exec.db().clone();
+        let (tenant, _) = db.create_tenant("bench").await?;
+        db.create_script(
+            &tenant.id,
+            &NewScript {
+                name: "hook".into(),
+                source: "export default (input) => ({ ok: true, method: input.method })".into(),
+                trigger_type: "webhook".into(),
+                schedule: None,
+                timezone: None,
+                webhook_path: Some("/hook".into()),
+                enabled: true,
+                limits: "{}".into(),
+                rate_limit: Some(r#"{"rps":1000000000,"burst":1000000000}"#.into()),
+                webhook_auth: None,
+                webhook_methods: None,
+                max_retries: 0,
+                retry_delay_ms: 1000,
+                next_run_at: None,
+            },
+        )
+        .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let hook_url = format!("http://{}/api/webhooks/bench/hook", listener.local_addr()?);
+        tokio::spawn(scriptbox::server::run(
+            listener,
+            node,
+            std::future::pending(),
+        ));
+
+        let constant = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({ "result": { "ok": true } }))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let constant_url = format!("http://{}/", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, constant).await });
+        anyhow::Ok((hook_url, constant_url))
+    })?;
+
+    // Warm up: compile the script, fill the pool.
+    let warm = Command::new("wrk")
+        .args(["-t1", "-c4", "-d2s", &hook_url])
+        .output();
+    warm.context("running wrk (apt-get install wrk, or `just bench-webhooks`)")?;
+
+    let constant = wrk(&constant_url)?;
+    let hook = wrk(&hook_url)?;
+    let show = |name: &str, l: &Load| {
+        println!(
+            "{name:<22} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms",
+            l.requests_per_sec, l.p50_ms, l.p99_ms
+        );
+    };
+    show("axum constant handler", &constant);
+    show("webhook (sandbox run)", &hook);
+    println!(
+        "ratio webhook/constant: throughput {:.3}x, p50 {:.1}x, p99 {:.1}x",
+        hook.requests_per_sec / constant.requests_per_sec,
+        hook.p50_ms / constant.p50_ms,
+        hook.p99_ms / constant.p99_ms
+    );
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
