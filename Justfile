@@ -27,6 +27,13 @@ bench-webhooks:
     command -v wrk >/dev/null || sudo apt-get install -y wrk
     cargo bench -p scriptbox-benches --bench webhooks
 
+# Prometheus on 127.0.0.1:9090 scraping a node on 127.0.0.1:8080 (start one
+# with `cargo run --release -p scriptbox -- serve`); queries to try are in
+# ops/dashboard-queries.promql.
+prometheus:
+    command -v prometheus >/dev/null || sudo apt-get install -y prometheus
+    prometheus --config.file=ops/prometheus.yml --storage.tsdb.path=target/prometheus --web.listen-address=127.0.0.1:9090
+
 # Run one script locally: just run examples/hello.js '{"name":"Ada"}'
 run file input="null":
     cargo run --release -p scriptbox -- run {{file}} --input '{{input}}'

@@ -26,6 +26,10 @@ pub struct Config {
     pub fetch: FetchConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: crate::webhooks::WebhookConfig,
+    pub metrics: crate::metrics::MetricsConfig,
+    /// On SIGINT/SIGTERM, how long running executions may take to finish,
+    /// ms; the rest are recorded as failed (`shutdown`).
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -37,6 +41,8 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             scheduler: SchedulerConfig::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
+            shutdown_timeout_ms: 30_000,
         }
     }
 }

@@ -1,14 +1,224 @@
 //! Prometheus metrics: one registry per node, rendered at `GET /metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder, exponential_buckets,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
 };
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::{RunOutcome, Sandbox};
+
+/// `[metrics]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Label run metrics with `script_id`. Off: every label set drops it,
+    /// so the number of series does not grow with the number of scripts.
+    pub per_script_labels: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            per_script_labels: true,
+        }
+    }
+}
+
+fn buckets(start: f64, count: usize) -> Vec<f64> {
+    exponential_buckets(start, 2.0, count).expect("valid buckets")
+}
+
+/// The metrics of runs (SPEC section 8), measured per run.
+#[derive(Clone)]
+pub struct RunMetrics {
+    per_script: bool,
+    executions: IntCounterVec,
+    duration: HistogramVec,
+    errors: IntCounterVec,
+    pool_size: IntGauge,
+    pool_in_use: IntGauge,
+    pool_wait: Histogram,
+    api_calls: IntCounterVec,
+    api_duration: HistogramVec,
+    memory: HistogramVec,
+    cpu: HistogramVec,
+    fuel: HistogramVec,
+}
+
+impl RunMetrics {
+    fn new(per_script: bool) -> Self {
+        // Label sets with `script_id` in second place, unless switched off.
+        let labels = |names: &[&'static str]| -> Vec<&'static str> {
+            names
+                .iter()
+                .copied()
+                .filter(|n| per_script || *n != "script_id")
+                .collect()
+        };
+        let counter = |name: &str, help: &str, names: &[&'static str]| {
+            IntCounterVec::new(Opts::new(name, help), &labels(names)).expect("valid metric")
+        };
+        let histogram = |name: &str, help: &str, names: &[&'static str], b: Vec<f64>| {
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(b), &labels(names))
+                .expect("valid metric")
+        };
+        Self {
+            per_script,
+            executions: counter(
+                "script_executions_total",
+                "Finished runs by trigger and status",
+                &["tenant_id", "script_id", "trigger_type", "status"],
+            ),
+            duration: histogram(
+                "script_execution_duration_seconds",
+                "Wall time of runs",
+                &["tenant_id", "script_id", "trigger_type"],
+                buckets(0.001, 15),
+            ),
+            errors: counter(
+                "script_execution_errors_total",
+                "Failed runs by error kind",
+                &["tenant_id", "script_id", "error_type"],
+            ),
+            pool_size: IntGauge::new(
+                "jsruntime_vm_pool_size",
+                "Sandbox instances: ready plus in use",
+            )
+            .expect("valid metric"),
+            pool_in_use: IntGauge::new(
+                "jsruntime_vm_pool_in_use",
+                "Sandbox instances serving a run",
+            )
+            .expect("valid metric"),
+            pool_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    "jsruntime_vm_pool_wait_seconds",
+                    "Time a run waited for a sandbox instance",
+                )
+                .buckets(buckets(0.0001, 12)),
+            )
+            .expect("valid metric"),
+            api_calls: counter(
+                "script_api_calls_total",
+                "Host API calls made by scripts: http (fetch), db (sdk.db), cache (sdk.cache)",
+                &["tenant_id", "api_type"],
+            ),
+            api_duration: histogram(
+                "script_api_call_duration_seconds",
+                "Duration of each host API call",
+                &["tenant_id", "api_type"],
+                buckets(0.001, 12),
+            ),
+            memory: histogram(
+                "script_memory_usage_bytes",
+                "Peak linear memory of runs",
+                &["tenant_id", "script_id"],
+                buckets(1024.0, 20),
+            ),
+            cpu: histogram(
+                "script_cpu_time_seconds",
+                "CPU time of runs",
+                &["tenant_id", "script_id"],
+                buckets(0.001, 15),
+            ),
+            fuel: histogram(
+                "scriptbox_fuel_consumed",
+                "Fuel (wasm instructions) used by runs",
+                &["tenant_id", "script_id"],
+                exponential_buckets(100_000.0, 4.0, 12).expect("valid buckets"),
+            ),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.executions.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.errors.clone()),
+            Box::new(self.pool_size.clone()),
+            Box::new(self.pool_in_use.clone()),
+            Box::new(self.pool_wait.clone()),
+            Box::new(self.api_calls.clone()),
+            Box::new(self.api_duration.clone()),
+            Box::new(self.memory.clone()),
+            Box::new(self.cpu.clone()),
+            Box::new(self.fuel.clone()),
+        ]
+    }
+}
+
+/// Label values as the `&str`s prometheus takes.
+fn refs(values: &[String]) -> Vec<&str> {
+    values.iter().map(String::as_str).collect()
+}
+
+impl RunMetrics {
+    /// Records one finished run.
+    pub fn record(
+        &self,
+        tenant_id: &str,
+        script_id: &str,
+        trigger: &str,
+        status: &str,
+        outcome: &RunOutcome,
+    ) {
+        let with_script = |rest: &[&'_ str]| -> Vec<String> {
+            let mut values = vec![tenant_id.to_owned()];
+            if self.per_script {
+                values.push(script_id.to_owned());
+            }
+            values.extend(rest.iter().map(|v| (*v).to_owned()));
+            values
+        };
+        let usage = &outcome.usage;
+        self.executions
+            .with_label_values(&refs(&with_script(&[trigger, status])))
+            .inc();
+        self.duration
+            .with_label_values(&refs(&with_script(&[trigger])))
+            .observe(usage.wall.as_secs_f64());
+        if let Err(failure) = &outcome.result {
+            self.errors
+                .with_label_values(&refs(&with_script(&[failure.kind.as_str()])))
+                .inc();
+        }
+        let per_run = with_script(&[]);
+        self.memory
+            .with_label_values(&refs(&per_run))
+            .observe(usage.memory_peak_bytes as f64);
+        self.cpu
+            .with_label_values(&refs(&per_run))
+            .observe(usage.cpu.as_secs_f64());
+        self.fuel
+            .with_label_values(&refs(&per_run))
+            .observe(usage.fuel_used as f64);
+        self.pool_wait.observe(usage.pool_wait.as_secs_f64());
+        for (api_type, calls) in [
+            ("http", &usage.api.http),
+            ("db", &usage.api.db),
+            ("cache", &usage.api.cache),
+        ] {
+            if calls.calls == 0 {
+                continue;
+            }
+            self.api_calls
+                .with_label_values(&[tenant_id, api_type])
+                .inc_by(u64::from(calls.calls));
+            let histogram = self.api_duration.with_label_values(&[tenant_id, api_type]);
+            for took in &calls.each {
+                histogram.observe(took.as_secs_f64());
+            }
+        }
+    }
+}
 
 /// Every metric a node exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    pub runs: RunMetrics,
+    sandbox: Option<Sandbox>,
     pub scheduler: SchedulerMetrics,
     pub webhooks: WebhookMetrics,
 }
@@ -45,7 +255,26 @@ pub struct SchedulerMetrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_config(&MetricsConfig::default())
+    }
+
+    pub fn with_config(config: &MetricsConfig) -> Self {
         let registry = Registry::new();
+        let runs = RunMetrics::new(config.per_script_labels);
+        for collector in runs.collectors() {
+            registry.register(collector).expect("unique metric names");
+        }
+        let build_info = IntGaugeVec::new(
+            Opts::new("scriptbox_build_info", "The running scriptbox version"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("unique metric names");
         let scheduler = SchedulerMetrics {
             ticks: IntCounter::new("scheduler_ticks_total", "Passes of the scheduler loop")
                 .expect("valid metric"),
@@ -124,13 +353,31 @@ impl Metrics {
         s.skipped.with_label_values(&["overlap"]);
         Self {
             registry,
+            runs,
+            sandbox: None,
             scheduler,
             webhooks,
         }
     }
 
+    /// Exports the sandbox's pool gauges and compile-cache counters.
+    pub fn attach_sandbox(&mut self, sandbox: &Sandbox) {
+        let counters = sandbox.compile_cache_counters();
+        for counter in [&counters.hits, &counters.misses] {
+            self.registry
+                .register(Box::new(counter.clone()))
+                .expect("unique metric names");
+        }
+        self.sandbox = Some(sandbox.clone());
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Some(sandbox) = &self.sandbox {
+            let stats = sandbox.pool_stats();
+            self.runs.pool_size.set((stats.ready + stats.in_use) as i64);
+            self.runs.pool_in_use.set(stats.in_use as i64);
+        }
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)

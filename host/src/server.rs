@@ -1,7 +1,7 @@
 //! `scriptbox serve`: opens the database, starts the sandbox and serves the
 //! API until a shutdown signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -23,6 +23,8 @@ pub struct Node {
     /// Whether this node runs the scheduler loop, and retry defaults.
     pub scheduler_config: crate::config::SchedulerConfig,
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// How long running executions may take to finish at shutdown.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Opens the database (applying migrations), starts the sandbox, and marks
@@ -36,7 +38,9 @@ pub async fn start(config: &Config) -> Result<Node> {
     )?;
     let node_id = uuid::Uuid::new_v4().to_string();
     let retry = RetryPolicy::from_config(&config.scheduler);
-    let exec = ExecutionService::new(db, sandbox, node_id, retry);
+    let mut metrics = Metrics::with_config(&config.metrics);
+    metrics.attach_sandbox(&sandbox);
+    let exec = ExecutionService::new(db, sandbox, node_id, retry, metrics.runs.clone());
     exec.db()
         .heartbeat(exec.node_id())
         .await
@@ -50,10 +54,11 @@ pub async fn start(config: &Config) -> Result<Node> {
     }
     Ok(Node {
         exec,
-        metrics: Metrics::new(),
+        metrics,
         scheduler: SchedulerHandle::default(),
         scheduler_config: config.scheduler.clone(),
         webhooks: config.webhooks.clone(),
+        shutdown_timeout: std::time::Duration::from_millis(config.shutdown_timeout_ms),
     })
 }
 
@@ -87,13 +92,48 @@ pub async fn run(
         .with_retry_defaults(node.scheduler_config.clone())
         .with_webhooks(node.webhooks.clone());
     let router = app(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .context("serving HTTP")?;
+    let mut http = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+            .into_future(),
+    );
+
+    // Until a signal: serve. After it: no new connections or claims; runs
+    // in progress get `shutdown_timeout` to finish, the rest are failed.
+    let mut stopping = stop_rx.clone();
+    let mut http_done = false;
+    tokio::select! {
+        served = &mut http => {
+            served.context("the HTTP server task failed")?.context("serving HTTP")?;
+            http_done = true;
+        }
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    let deadline = tokio::time::Instant::now() + node.shutdown_timeout;
+    let in_flight = node.exec.runs_in_flight();
+    if in_flight > 0 {
+        tracing::info!(runs = in_flight, "waiting for running executions to finish");
+    }
+    if !node.exec.wait_idle(deadline).await {
+        match node.exec.fail_unfinished().await {
+            Ok(n) => tracing::warn!(
+                runs = n,
+                "recorded executions still running at the shutdown deadline as failed"
+            ),
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                "could not record unfinished executions"
+            ),
+        }
+    }
+    // Requests still open past the deadline (a synchronous call waiting for
+    // a run just failed) are cut.
+    if !http_done && tokio::time::timeout_at(deadline, &mut http).await.is_err() {
+        http.abort();
+    }
     let _ = keep_alive.await;
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;

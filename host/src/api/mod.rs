@@ -5,6 +5,7 @@
 
 mod error;
 mod executions;
+mod health;
 mod json;
 pub(crate) mod scripts;
 
@@ -100,7 +101,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/executions", get(executions::list))
         .route("/api/executions/{id}", get(executions::show))
         .route("/api/executions/{id}/retry", post(executions::retry))
+        .route("/health", get(health::health))
         .route("/health/live", get(|| async { "OK" }))
+        .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .with_state(state)

@@ -54,16 +54,88 @@ pub struct ExecutionService {
     sandbox: Sandbox,
     node_id: Arc<str>,
     retry: RetryPolicy,
+    metrics: crate::metrics::RunMetrics,
+    in_flight: Arc<InFlight>,
+}
+
+/// Runs in progress on this node, so shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts a run as in flight until dropped.
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlightGuard {
+    fn new(in_flight: &Arc<InFlight>) -> Self {
+        in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(in_flight.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl ExecutionService {
-    pub fn new(db: Db, sandbox: Sandbox, node_id: String, retry: RetryPolicy) -> Self {
+    pub fn new(
+        db: Db,
+        sandbox: Sandbox,
+        node_id: String,
+        retry: RetryPolicy,
+        metrics: crate::metrics::RunMetrics,
+    ) -> Self {
         Self {
             db,
             sandbox,
             node_id: node_id.into(),
             retry,
+            metrics,
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Runs in progress on this node.
+    pub fn runs_in_flight(&self) -> usize {
+        self.in_flight
+            .count
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no run is in progress, or `deadline`; true when idle.
+    pub async fn wait_idle(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let idle = self.in_flight.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.runs_in_flight() == 0 {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut idle => {}
+                _ = tokio::time::sleep_until(deadline) => return self.runs_in_flight() == 0,
+            }
+        }
+    }
+
+    /// Records this node's unfinished runs as failed (kind `shutdown`).
+    pub async fn fail_unfinished(&self) -> StoreResult<u64> {
+        self.db
+            .fail_unfinished_at_shutdown(&self.node_id, &self.retry)
+            .await
     }
 
     pub fn db(&self) -> &Db {
@@ -139,6 +211,7 @@ impl ExecutionService {
         input: &Value,
         attempt: i64,
     ) -> StoreResult<Executed> {
+        let _in_flight = InFlightGuard::new(&self.in_flight);
         let outcome = self
             .run_script(execution_id, script, trigger, input, attempt)
             .await;
@@ -148,6 +221,13 @@ impl ExecutionService {
             .db
             .finish_execution(execution_id, &finished, retry)
             .await?;
+        self.metrics.record(
+            &script.tenant_id,
+            &script.id,
+            trigger.as_str(),
+            status.as_str(),
+            &outcome,
+        );
         self.db
             .mark_script_executed(&script.id, crate::store::now_ms())
             .await?;

@@ -51,14 +51,16 @@ pub enum LogLevel {
 }
 
 /// Calls a run made to one kind of host API, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiUsage {
     pub calls: u32,
     pub total: Duration,
+    /// Each call's duration, in call order.
+    pub each: Vec<Duration>,
 }
 
 /// Host API calls of one run, by `api_type` (http, db, cache).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApiCalls {
     pub http: ApiUsage,
     pub db: ApiUsage,
@@ -144,8 +146,10 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
 /// Times a host call into the run's usage for `api_type`.
 fn record(usage: &mut ApiUsage, started: Instant) {
+    let took = started.elapsed();
     usage.calls += 1;
-    usage.total += started.elapsed();
+    usage.total += took;
+    usage.each.push(took);
 }
 
 impl log::Host for HostState {

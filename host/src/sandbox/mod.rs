@@ -245,7 +245,7 @@ impl RunFailure {
 }
 
 /// What a run used, measured.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
     pub fuel_used: u64,
     /// Peak linear memory of the instance, bytes.
@@ -273,6 +273,31 @@ pub struct Sandbox {
     pool: Arc<SandboxPool>,
     compiled: Cache<(String, i64), Arc<Bytecode>>,
     config: Arc<SandboxConfig>,
+    compile_cache: CompileCacheCounters,
+}
+
+/// Lookups of the compile cache, for metrics.
+#[derive(Clone)]
+pub struct CompileCacheCounters {
+    pub hits: prometheus::IntCounter,
+    pub misses: prometheus::IntCounter,
+}
+
+impl Default for CompileCacheCounters {
+    fn default() -> Self {
+        Self {
+            hits: prometheus::IntCounter::new(
+                "scriptbox_compile_cache_hits_total",
+                "Runs whose bytecode was in the compile cache",
+            )
+            .expect("valid metric"),
+            misses: prometheus::IntCounter::new(
+                "scriptbox_compile_cache_misses_total",
+                "Runs that had to compile their script first",
+            )
+            .expect("valid metric"),
+        }
+    }
 }
 
 impl Sandbox {
@@ -306,11 +331,16 @@ impl Sandbox {
             pool,
             compiled: Cache::new(config.compile_cache_size),
             config: Arc::new(config),
+            compile_cache: CompileCacheCounters::default(),
         })
     }
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    pub fn compile_cache_counters(&self) -> &CompileCacheCounters {
+        &self.compile_cache
     }
 
     pub fn pool_stats(&self) -> PoolStats {
@@ -353,8 +383,10 @@ impl Sandbox {
     ) -> Result<Arc<Bytecode>, CompileFailure> {
         let key = (script_id.to_owned(), version);
         if let Some(hit) = self.compiled.get(&key) {
+            self.compile_cache.hits.inc();
             return Ok(hit);
         }
+        self.compile_cache.misses.inc();
         let bytecode = self.compile(source).await?;
         self.compiled.insert(key, bytecode.clone());
         Ok(bytecode)

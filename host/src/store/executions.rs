@@ -273,6 +273,38 @@ impl Db {
             WHERE status IN ('queued', 'running') AND run_after IS NULL AND node_id <> $1 \
             AND node_id NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $2) \
             RETURNING id, scheduled_for";
+        self.close_open_executions(sql, node_id, alive_since, retry)
+            .await
+    }
+
+    /// At shutdown, after the grace period: this node's runs still open are
+    /// `failed` with kind `shutdown` (scheduled ones followed up like any
+    /// failure).
+    pub async fn fail_unfinished_at_shutdown(
+        &self,
+        node_id: &str,
+        retry: &RetryPolicy,
+    ) -> StoreResult<u64> {
+        let sql = "UPDATE executions SET status = 'failed', error_type = 'shutdown', \
+            error_message = 'the node shut down before this execution finished', \
+            finished_at = $3 \
+            WHERE status IN ('queued', 'running') AND run_after IS NULL AND node_id = $1 \
+            AND queued_at <= $2 \
+            RETURNING id, scheduled_for";
+        self.close_open_executions(sql, node_id, now_ms(), retry)
+            .await
+    }
+
+    /// Runs `sql` (an UPDATE closing open executions that binds the node
+    /// id, a time and now, and returns id and scheduled_for) and follows up
+    /// the scheduled ones, in one transaction.
+    async fn close_open_executions(
+        &self,
+        sql: &str,
+        node_id: &str,
+        alive_since: i64,
+        retry: &RetryPolicy,
+    ) -> StoreResult<u64> {
         let now = now_ms();
         let begin = self.begin_write();
         on_pool!(self, pool => {

@@ -27,6 +27,26 @@ pub struct Server {
 }
 
 impl Server {
+    /// SIGTERM, as a service manager stops the service.
+    pub fn terminate(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM {pid}");
+    }
+
+    /// Waits for the process to exit, at most `within`; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the process did not exit within {within:?}");
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
@@ -44,8 +64,14 @@ impl Drop for Server {
 /// Starts `scriptbox serve` on `database` and a free port; returns once it
 /// answers.
 pub async fn serve(database: &str) -> Server {
+    serve_with(database, &[]).await
+}
+
+/// `serve` with extra environment variables (`SCRIPTBOX_*` settings).
+pub async fn serve_with(database: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = scriptbox()
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--listen",
