@@ -11,6 +11,7 @@
 //! - [`webhooks`]: webhook routes, auth, rate limits and replies
 //! - [`exec`]: `ExecutionService`, the one path every run takes
 //! - [`store`]: SQLite and PostgreSQL storage
+//! - [`dashboard`]: the web dashboard at `/`
 //! - [`api`]: the HTTP API
 //! - [`server`]: `scriptbox serve`
 //! - [`cron`]: cron expressions with robfig/cron semantics
@@ -21,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod cron;
+pub mod dashboard;
 pub mod exec;
 pub mod metrics;
 pub mod sandbox;

@@ -85,6 +85,7 @@ impl AppState {
 /// The routes, without a listener: tests can drive them with `oneshot`.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/api/tenant", get(tenant))
         .route("/api/scripts", post(scripts::create).get(scripts::list))
         .route(
             "/api/scripts/{id}",
@@ -105,8 +106,18 @@ pub fn app(state: AppState) -> Router {
         .route("/health/live", get(|| async { "OK" }))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+/// `GET /api/tenant`: the tenant the key belongs to.
+async fn tenant(Auth(tenant): Auth) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "id": tenant.id,
+        "name": tenant.name,
+        "created_at": scripts::rfc3339(tenant.created_at),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -1,0 +1,347 @@
+// scriptbox dashboard: a small single-page app over the JSON API.
+// The API key lives in sessionStorage and goes out only as the bearer token.
+"use strict";
+
+const main = document.getElementById("main");
+const keyStore = "scriptbox.key";
+
+// Builds an element; strings become text nodes (never HTML).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "value") el.value = v;
+    else if (k === "checked") el.checked = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function show(...children) {
+  main.replaceChildren(...children);
+  main.focus();
+}
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const headers = { authorization: `Bearer ${sessionStorage.getItem(keyStore) || ""}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (res.status === 401) {
+    sessionStorage.removeItem(keyStore);
+    location.hash = "#/signin";
+    throw new ApiError(401, (data && data.error) || "unauthorized");
+  }
+  if (!res.ok) throw new ApiError(res.status, (data && data.error) || res.statusText);
+  return data;
+}
+
+function when(ts) { return ts ? new Date(ts).toLocaleString() : "—"; }
+function status(s) { return h("span", { class: `status-${s}` }, s); }
+function errorBox(message) { return h("p", { class: "error", role: "alert" }, message); }
+
+// ---- sign in -------------------------------------------------------------
+
+function signIn(message) {
+  document.getElementById("nav").hidden = true;
+  const input = h("input", { id: "key", type: "password", autocomplete: "off", required: true });
+  const form = h("form", { class: "card signin", onsubmit: async (e) => {
+      e.preventDefault();
+      const key = input.value.trim();
+      const res = await fetch("/api/tenant", { headers: { authorization: `Bearer ${key}` } });
+      if (res.ok) {
+        sessionStorage.setItem(keyStore, key);
+        location.hash = "#/scripts";
+      } else {
+        signIn("That API key was refused. Check it and try again.");
+      }
+    } },
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted" }, "Use your tenant's API key (from `scriptbox tenant create`). It is kept for this browser tab only."),
+    message ? errorBox(message) : null,
+    h("label", { for: "key" }, "API key"), input,
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Sign in")));
+  show(form);
+  input.focus();
+}
+
+// ---- scripts list --------------------------------------------------------
+
+async function scriptsPage() {
+  const [page, tenant] = await Promise.all([api("GET", "/api/scripts?limit=200"), api("GET", "/api/tenant")]);
+  const rows = page.items.map((s) => {
+    const nextCell = h("td", { class: "optional" }, "—");
+    const lastCell = h("td", {}, "—");
+    const toggle = h("input", { type: "checkbox", checked: s.enabled, "aria-label": `Enabled: ${s.name}`,
+      onchange: async (e) => {
+        try { await api("PUT", `/api/scripts/${s.id}`, { enabled: e.target.checked }); }
+        catch (err) { e.target.checked = !e.target.checked; alert(err.message); }
+      } });
+    let trigger = s.trigger_type;
+    let where = null;
+    if (s.trigger_type === "scheduled") {
+      where = h("span", {}, s.schedule, h("span", { class: "muted" }, ` (${s.timezone || "UTC"})`));
+      api("GET", `/api/scripts/${s.id}/next-runs?count=3`).then((n) => {
+        nextCell.replaceChildren(...n.items.map((t) => h("div", {}, t)), h("div", { class: "muted" }, n.zone));
+      }).catch(() => {});
+    } else if (s.trigger_type === "webhook") {
+      const url = `${location.origin}/api/webhooks/${tenant.name}${s.webhook_path}`;
+      where = h("span", {}, h("code", { class: "hook-url" }, url), " ",
+        h("button", { type: "button", class: "secondary", onclick: () => navigator.clipboard && navigator.clipboard.writeText(url) },
+          "Copy URL"));
+    }
+    api("GET", `/api/executions?script_id=${s.id}&limit=1`).then((e) => {
+      const last = e.items[0];
+      if (last) lastCell.replaceChildren(status(last.status), h("div", { class: "muted" }, when(last.finished_at || last.queued_at)));
+    }).catch(() => {});
+    return h("tr", {},
+      h("td", {}, h("a", { href: `#/scripts/${s.id}` }, s.name)),
+      h("td", {}, trigger, where ? h("div", {}, where) : null),
+      nextCell,
+      h("td", {}, toggle),
+      lastCell);
+  });
+  show(
+    h("div", { class: "row" }, h("h1", {}, `Scripts of ${tenant.name}`),
+      h("button", { type: "button", onclick: () => { location.hash = "#/scripts/new"; } }, "New script")),
+    rows.length ? h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Trigger"), h("th", { class: "optional" }, "Next runs"),
+        h("th", {}, "Enabled"), h("th", {}, "Last run"))),
+      h("tbody", {}, rows)))
+      : h("p", { class: "muted" }, "No scripts yet."));
+}
+
+// ---- one script ----------------------------------------------------------
+
+const starter = `export default async function (input, ctx) {
+  console.log("called by", ctx.trigger);
+  return { hello: input?.name ?? "world" };
+}
+`;
+
+function field(id, label, input) {
+  input.id = id;
+  return h("div", {}, h("label", { for: id }, label), input);
+}
+
+async function scriptPage(id) {
+  const s = id === "new" ? null : await api("GET", `/api/scripts/${id}`);
+  const v = (x) => (x === undefined || x === null ? "" : String(x));
+  const name = h("input", { value: v(s && s.name), required: true });
+  const trigger = h("select", {}, ...["manual", "scheduled", "webhook"].map((t) =>
+    h("option", { value: t, selected: s ? s.trigger_type === t : t === "manual" }, t)));
+  const schedule = h("input", { value: v(s && s.schedule), placeholder: "*/5 * * * *" });
+  const timezone = h("input", { value: v(s && s.timezone), placeholder: "UTC" });
+  const path = h("input", { value: v(s && s.webhook_path), placeholder: "/hooks/example" });
+  const source = h("textarea", { class: "code", spellcheck: "false" });
+  source.value = s ? s.source : starter;
+  const limits = (s && s.limits) || {};
+  const fuel = h("input", { type: "number", min: "1", value: v(limits.fuel) });
+  const memory = h("input", { type: "number", min: "1", value: v(limits.memory_mb) });
+  const timeout = h("input", { type: "number", min: "1", value: v(limits.timeout_ms) });
+  const rps = h("input", { type: "number", min: "1", value: v(s && s.rate_limit && s.rate_limit.rps) });
+  const burst = h("input", { type: "number", min: "1", value: v(s && s.rate_limit && s.rate_limit.burst) });
+  const retries = h("input", { type: "number", min: "0", value: v(s && s.max_retries) });
+  const delay = h("input", { type: "number", min: "1", value: v(s && s.retry_delay_ms) });
+  const authType = h("select", {}, ...["none", "bearer", "hmac-github", "hmac-stripe", "standard-webhooks"].map((t) =>
+    h("option", { value: t, selected: (s && s.webhook_auth ? s.webhook_auth.type : "none") === t }, t)));
+  const secret = h("input", { type: "password", autocomplete: "off",
+    placeholder: s && s.webhook_auth && s.webhook_auth.type !== "none" ? "set (write-only): leave empty to keep" : "" });
+  const saveMessage = h("div", { "aria-live": "polite" });
+
+  const num = (input) => (input.value === "" ? undefined : Number(input.value));
+  async function save(e) {
+    e.preventDefault();
+    const body = { name: name.value, trigger_type: trigger.value, source: source.value };
+    if (trigger.value === "scheduled") { body.schedule = schedule.value; if (timezone.value) body.timezone = timezone.value; }
+    if (trigger.value === "webhook") {
+      body.webhook_path = path.value;
+      if (authType.value === "none" || secret.value) body.webhook_auth = { type: authType.value, secret: secret.value || undefined };
+    }
+    const lim = { fuel: num(fuel), memory_mb: num(memory), timeout_ms: num(timeout) };
+    if (Object.values(lim).some((x) => x !== undefined)) body.limits = lim;
+    if (rps.value && burst.value) body.rate_limit = { rps: num(rps), burst: num(burst) };
+    if (retries.value !== "") body.max_retries = num(retries);
+    if (delay.value) body.retry_delay_ms = num(delay);
+    try {
+      const saved = s ? await api("PUT", `/api/scripts/${s.id}`, body) : await api("POST", "/api/scripts", body);
+      saveMessage.replaceChildren(h("p", { class: "notice", role: "status" }, `Saved version ${saved.version}.`));
+      if (!s) location.hash = `#/scripts/${saved.id}`;
+    } catch (err) {
+      saveMessage.replaceChildren(errorBox(err.message));
+      const at = /line (\d+)/.exec(err.message);
+      if (at) {
+        // Put the cursor on the line the server reported.
+        const line = Number(at[1]);
+        const lines = source.value.split("\n");
+        const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+        source.focus();
+        source.setSelectionRange(start, start + (lines[line - 1] || "").length);
+        saveMessage.append(h("p", { class: "error syntax-line" }, `Line ${line}: ${lines[line - 1] || ""}`));
+      }
+    }
+  }
+
+  const form = h("form", { onsubmit: save },
+    h("div", { class: "grid" },
+      field("f-name", "Name", name), field("f-trigger", "Trigger", trigger),
+      field("f-schedule", "Schedule (cron, for scheduled)", schedule), field("f-timezone", "Time zone (IANA)", timezone),
+      field("f-path", "Webhook path (for webhooks)", path)),
+    field("f-source", "Source", source),
+    h("h2", {}, "Limits and retries"),
+    h("div", { class: "grid" },
+      field("f-fuel", "Fuel", fuel), field("f-memory", "Memory (MiB)", memory), field("f-timeout", "Timeout (ms)", timeout),
+      field("f-rps", "Rate limit: requests/s", rps), field("f-burst", "Rate limit: burst", burst),
+      field("f-retries", "Max retries", retries), field("f-delay", "Retry delay (ms)", delay),
+      field("f-auth", "Webhook auth", authType), field("f-secret", "Webhook secret", secret)),
+    h("div", { class: "row" }, h("button", { type: "submit" }, s ? "Save" : "Create"),
+      s ? h("button", { type: "button", class: "secondary", onclick: async () => {
+        if (confirm(`Delete ${s.name}?`)) { await api("DELETE", `/api/scripts/${s.id}`); location.hash = "#/scripts"; }
+      } }, "Delete") : null),
+    saveMessage);
+
+  const parts = [h("h1", {}, s ? s.name : "New script"), form];
+  if (s) {
+    const recent = h("div", {}, await recentRuns(s));
+    const refresh = async () => recent.replaceChildren(await recentRuns(s));
+    parts.push(runPanel(s, refresh), recent);
+  }
+  show(...parts);
+}
+
+function runPanel(s, afterRun) {
+  const input = h("textarea", { class: "code", rows: "4" });
+  input.style.minHeight = "4rem";
+  input.value = "{}";
+  const result = h("div", { "aria-live": "polite" });
+  async function run() {
+    let parsed;
+    try { parsed = JSON.parse(input.value || "null"); }
+    catch (err) { result.replaceChildren(errorBox(`The input is not JSON: ${err.message}`)); return; }
+    result.replaceChildren(h("p", { class: "muted" }, "Running…"));
+    try {
+      const e = await api("POST", `/api/scripts/${s.id}/run`, { input: parsed });
+      result.replaceChildren(executionDetail(e));
+      afterRun();
+    } catch (err) { result.replaceChildren(errorBox(err.message)); }
+  }
+  return h("section", { class: "card" }, h("h2", {}, "Run now"),
+    field("run-input", "Input (JSON)", input),
+    h("div", { class: "row" }, h("button", { type: "button", onclick: run }, "Run now")),
+    result);
+}
+
+async function recentRuns(s) {
+  const page = await api("GET", `/api/executions?script_id=${s.id}&limit=10`);
+  return h("section", {}, h("h2", {}, "Recent executions"), executionsTable(page.items, false),
+    h("p", {}, h("a", { href: `#/executions?script_id=${s.id}` }, "All executions of this script")));
+}
+
+// ---- executions ----------------------------------------------------------
+
+function executionsTable(items, withScript) {
+  if (!items.length) return h("p", { class: "muted" }, "No executions.");
+  return h("div", { class: "table-wrap" }, h("table", { class: "executions" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Started"), withScript ? h("th", {}, "Script") : null, h("th", {}, "Trigger"),
+      h("th", {}, "Status"), h("th", { class: "optional" }, "Attempt"), h("th", { class: "optional" }, "Duration"))),
+    h("tbody", {}, items.map((e) => h("tr", {},
+      h("td", {}, h("a", { href: `#/executions/${e.id}` }, when(e.started_at || e.queued_at))),
+      withScript ? h("td", {}, h("a", { href: `#/scripts/${e.script_id}` }, e.script_id.slice(0, 8))) : null,
+      h("td", {}, e.trigger_type), h("td", {}, status(e.status)),
+      h("td", { class: "optional" }, e.attempt),
+      h("td", { class: "optional" }, e.duration_ms === null ? "—" : `${e.duration_ms} ms`))))));
+}
+
+async function executionsPage(query) {
+  const params = new URLSearchParams(query);
+  const scripts = await api("GET", "/api/scripts?limit=200");
+  const scriptSel = h("select", { id: "filter-script" }, h("option", { value: "" }, "All scripts"),
+    ...scripts.items.map((s) => h("option", { value: s.id, selected: params.get("script_id") === s.id }, s.name)));
+  const statusSel = h("select", { id: "filter-status" }, h("option", { value: "" }, "Any status"),
+    ...["queued", "running", "completed", "failed", "dead"].map((x) =>
+      h("option", { value: x, selected: params.get("status") === x }, x)));
+  const apply = () => {
+    const p = new URLSearchParams();
+    if (scriptSel.value) p.set("script_id", scriptSel.value);
+    if (statusSel.value) p.set("status", statusSel.value);
+    location.hash = `#/executions?${p}`;
+  };
+  scriptSel.onchange = apply;
+  statusSel.onchange = apply;
+  const api_params = new URLSearchParams(params);
+  api_params.set("limit", "50");
+  const page = await api("GET", `/api/executions?${api_params}`);
+  const next = page.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => {
+    params.set("cursor", page.next_cursor); location.hash = `#/executions?${params}`;
+  } }, "Older") : null;
+  show(h("h1", {}, "Executions"),
+    h("div", { class: "row" }, h("label", { for: "filter-script" }, "Script"), scriptSel,
+      h("label", { for: "filter-status" }, "Status"), statusSel),
+    executionsTable(page.items, true), h("div", { class: "row" }, next));
+}
+
+function json(value) { return h("pre", {}, JSON.stringify(value, null, 2)); }
+
+function executionDetail(e) {
+  const logs = (e.logs || []).map((l) => h("div", { class: `log-${l.level}` }, `[${l.level}] ${l.message}`));
+  return h("div", { class: "card execution" },
+    h("p", {}, "Status: ", status(e.status), ` · attempt ${e.attempt} · ${e.trigger_type}`),
+    e.error_type ? errorBox(`${e.error_type}: ${e.error_message || ""}`) : null,
+    h("div", { class: "grid" },
+      h("div", {}, h("h2", {}, "Input"), json(e.input)),
+      h("div", {}, h("h2", {}, "Output"), json(e.output))),
+    h("h2", {}, "Logs"), logs.length ? h("pre", { class: "logs" }, logs) : h("p", { class: "muted" }, "No logs."),
+    h("p", { class: "muted" },
+      `Queued ${when(e.queued_at)} · started ${when(e.started_at)} · finished ${when(e.finished_at)} · `,
+      `duration ${e.duration_ms ?? "—"} ms · fuel ${e.fuel_used ?? "—"} · peak memory ${e.memory_peak_bytes ?? "—"} bytes`));
+}
+
+async function executionPage(id) {
+  const e = await api("GET", `/api/executions/${id}`);
+  const retryMessage = h("div", { "aria-live": "polite" });
+  const retry = ["failed", "dead"].includes(e.status) ? h("button", { type: "button", onclick: async () => {
+    try {
+      const again = await api("POST", `/api/executions/${e.id}/retry`);
+      location.hash = `#/executions/${again.id}`;
+    } catch (err) { retryMessage.replaceChildren(errorBox(err.message)); }
+  } }, "Retry") : null;
+  show(h("h1", {}, "Execution"),
+    h("p", {}, h("a", { href: `#/scripts/${e.script_id}` }, "Its script")),
+    executionDetail(e), h("div", { class: "row" }, retry), retryMessage);
+}
+
+// ---- routing -------------------------------------------------------------
+
+async function route() {
+  const hash = location.hash.slice(1) || "/scripts";
+  const [path, query] = hash.split("?");
+  if (!sessionStorage.getItem(keyStore) || path === "/signin") return signIn();
+  document.getElementById("nav").hidden = false;
+  try {
+    let m;
+    if (path === "/scripts") await scriptsPage();
+    else if ((m = /^\/scripts\/([\w-]+)$/.exec(path))) await scriptPage(m[1]);
+    else if (path === "/executions") await executionsPage(query || "");
+    else if ((m = /^\/executions\/([\w-]+)$/.exec(path))) await executionPage(m[1]);
+    else show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/scripts" }, "Scripts")));
+  } catch (err) {
+    if (err.status !== 401) show(errorBox(err.message));
+  }
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  sessionStorage.removeItem(keyStore);
+  location.hash = "#/signin";
+});
+window.addEventListener("hashchange", route);
+route();

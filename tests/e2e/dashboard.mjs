@@ -1,0 +1,114 @@
+// Drives the dashboard in headless Chromium: node dashboard.mjs BASE_URL KEY OTHER_KEY SCREENSHOT_DIR
+// Exits non-zero with a message on the first expectation that fails.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [base, key, otherKey, shots] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+const failed = [];
+page.on("pageerror", (e) => failed.push(`page error: ${e.message}`));
+const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+function expect(ok, what) {
+  if (!ok) throw new Error(`expected: ${what}`);
+}
+const text = (selector) => page.locator(selector).first().innerText({ timeout: 10000 });
+
+try {
+  await page.goto(base);
+  // A wrong key is refused.
+  await page.getByLabel("API key").fill("sbx_not_a_key");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").waitFor();
+  expect((await text("[role=alert]")).includes("refused"), "a wrong key is refused");
+  await shot("01-signin-refused");
+
+  await page.getByLabel("API key").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: /Scripts of acme/ }).waitFor();
+  await shot("02-scripts-empty");
+
+  // Create a script with a syntax error on line 3: the error names it.
+  await page.getByRole("button", { name: "New script" }).click();
+  await page.getByLabel("Name").fill("greeter");
+  await page.getByLabel("Source").fill("export default (input) => {\n  console.log('hi', input.name);\n  return { hello: input.name ;\n};\n");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.locator(".syntax-line").waitFor();
+  const syntax = await text("[role=alert]");
+  expect(/line 3/.test(syntax), `the syntax error names line 3: ${syntax}`);
+  expect((await text(".syntax-line")).startsWith("Line 3:"), "the offending line is shown");
+  await shot("03-syntax-error");
+
+  // Fix it and create.
+  await page.getByLabel("Source").fill("export default (input) => {\n  console.log('hi', input.name);\n  return { hello: input.name };\n};\n");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "greeter" }).waitFor();
+
+  // Run it with an input: output, logs, usage inline.
+  await page.getByLabel("Input (JSON)").fill('{"name": "Ada"}');
+  await page.getByRole("button", { name: "Run now" }).click();
+  await page.locator(".execution .status-completed").waitFor();
+  const run = await text(".execution");
+  expect(run.includes('"hello": "Ada"'), `the output is shown: ${run}`);
+  expect(run.includes("[info] hi Ada"), `the logs are shown: ${run}`);
+  expect(/fuel \d+/.test(run) && /peak memory \d+/.test(run) && /duration \d+ ms/.test(run), "usage is shown");
+  await shot("04-run-now");
+
+  // A failing script, run, then retried from the executions page.
+  await page.goto(`${base}/#/scripts/new`);
+  await page.getByLabel("Name").fill("broken");
+  await page.getByLabel("Source").fill("export default () => { throw new Error('nope') }\n");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "broken" }).waitFor();
+  await page.getByRole("button", { name: "Run now" }).click();
+  await page.locator(".execution .status-failed").waitFor();
+
+  await page.getByRole("link", { name: "Executions", exact: true }).click();
+  await page.getByRole("heading", { name: "Executions" }).waitFor();
+  await page.locator("table.executions tbody tr").nth(1).waitFor();
+  const rows = await page.locator("table.executions tbody tr").count();
+  expect(rows === 2, `both runs are listed (${rows})`);
+  await page.getByLabel("Status").selectOption("failed");
+  await page.waitForFunction(() => document.querySelectorAll("table.executions tbody tr").length === 1);
+  await shot("05-executions-failed");
+  await page.locator("table.executions tbody tr a").first().click();
+  await page.getByRole("heading", { name: "Execution" }).waitFor();
+  expect((await text(".execution")).includes("js_error: Error: nope"), "the error kind and message are shown");
+  await page.getByRole("button", { name: "Retry" }).click();
+  await page.waitForFunction(() => /attempt 1/.test(document.querySelector(".execution")?.innerText || ""));
+  await shot("06-retried");
+
+  // The scripts list shows both, with their last run.
+  await page.getByRole("link", { name: "Scripts", exact: true }).click();
+  await page.locator("td .status-failed").waitFor();
+  await page.locator("td .status-completed").waitFor();
+  await shot("07-scripts");
+
+  // A narrow window still reads.
+  await page.setViewportSize({ width: 420, height: 800 });
+  await shot("08-scripts-narrow");
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Another tenant sees none of it.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API key").fill(otherKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: /Scripts of globex/ }).waitFor();
+  const other = await text("main");
+  expect(!other.includes("greeter") && !other.includes("broken"), "another tenant's scripts are not shown");
+  expect(other.includes("No scripts yet."), "the other tenant has none");
+  await shot("09-other-tenant");
+  expect(failed.length === 0, `no page errors: ${failed.join("; ")}`);
+  console.log("dashboard: all checks passed");
+} catch (e) {
+  await shot("failure").catch(() => {});
+  console.error(e.message);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
