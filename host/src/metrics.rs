@@ -391,3 +391,57 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// One sample of the sandbox pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSample {
+    pub at_ms: i64,
+    pub in_use: usize,
+    pub size: usize,
+}
+
+/// The pool's use over the last hour, sampled every [`PoolHistory::EVERY`],
+/// for the dashboard.
+#[derive(Clone, Default)]
+pub struct PoolHistory {
+    samples: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<PoolSample>>>,
+}
+
+impl PoolHistory {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+    const KEEP: usize = 360;
+
+    pub fn record(&self, sample: PoolSample) {
+        let mut samples = self.samples.lock().expect("not poisoned");
+        if samples.len() == Self::KEEP {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    pub fn since(&self, from_ms: i64) -> Vec<PoolSample> {
+        let samples = self.samples.lock().expect("not poisoned");
+        samples
+            .iter()
+            .filter(|s| s.at_ms >= from_ms)
+            .copied()
+            .collect()
+    }
+
+    /// Samples `sandbox` until `stop` resolves.
+    pub async fn sample(self, sandbox: Sandbox, stop: impl std::future::Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let stats = sandbox.pool_stats();
+            self.record(PoolSample {
+                at_ms: crate::store::now_ms(),
+                in_use: stats.in_use,
+                size: stats.ready + stats.in_use,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(Self::EVERY) => {}
+                _ = &mut stop => return,
+            }
+        }
+    }
+}

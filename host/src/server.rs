@@ -86,7 +86,15 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     });
+    let pool_history = crate::metrics::PoolHistory::default();
+    let sampler = tokio::spawn(pool_history.clone().sample(node.exec.sandbox().clone(), {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }));
     let state = AppState::new(node.exec.clone())
+        .with_pool_history(pool_history)
         .with_metrics(node.metrics.clone())
         .with_scheduler(node.scheduler.clone())
         .with_retry_defaults(node.scheduler_config.clone())
@@ -135,6 +143,7 @@ pub async fn run(
         http.abort();
     }
     let _ = keep_alive.await;
+    let _ = sampler.await;
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;
     }

@@ -89,9 +89,22 @@ try {
   await page.locator("td .status-completed").waitFor();
   await shot("07-scripts");
 
+  // The overview charts are drawn from the service's data.
+  await page.getByRole("link", { name: "Overview", exact: true }).click();
+  await page.getByRole("heading", { name: /Overview/ }).waitFor();
+  await page.locator("svg.chart-runs rect.bar").first().waitFor();
+  const bars = await page.locator("svg.chart-runs rect.bar").count();
+  expect(bars >= 2, `run bars for completed and failed (${bars})`);
+  await page.locator("svg.chart-duration polyline, svg.chart-duration circle").first().waitFor({ state: "attached" });
+  expect((await text("table.errors-by-kind")).includes("js_error"), "errors by kind list js_error");
+  await page.locator("svg.chart-pool polyline, svg.chart-pool circle").first().waitFor({ state: "attached" });
+  await shot("08-overview");
+
   // A narrow window still reads.
+  await page.getByRole("link", { name: "Scripts", exact: true }).click();
+  await page.locator("td .status-completed").waitFor();
   await page.setViewportSize({ width: 420, height: 800 });
-  await shot("08-scripts-narrow");
+  await shot("09-scripts-narrow");
   await page.setViewportSize({ width: 1280, height: 800 });
 
   // Another tenant sees none of it.
@@ -102,7 +115,7 @@ try {
   const other = await text("main");
   expect(!other.includes("greeter") && !other.includes("broken"), "another tenant's scripts are not shown");
   expect(other.includes("No scripts yet."), "the other tenant has none");
-  await shot("09-other-tenant");
+  await shot("10-other-tenant");
   expect(failed.length === 0, `no page errors: ${failed.join("; ")}`);
   console.log("dashboard: all checks passed");
 } catch (e) {

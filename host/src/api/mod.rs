@@ -8,6 +8,7 @@ mod executions;
 mod health;
 mod json;
 pub(crate) mod scripts;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub webhooks: WebhookConfig,
     pub routes: Routes,
     pub limiters: Limiters,
+    pub pool_history: crate::metrics::PoolHistory,
 }
 
 impl AppState {
@@ -58,7 +60,13 @@ impl AppState {
             webhooks: WebhookConfig::default(),
             routes: Routes::default(),
             limiters: Limiters::default(),
+            pool_history: Default::default(),
         }
+    }
+
+    pub fn with_pool_history(mut self, history: crate::metrics::PoolHistory) -> Self {
+        self.pool_history = history;
+        self
     }
 
     pub fn with_webhooks(mut self, config: WebhookConfig) -> Self {
@@ -86,6 +94,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/tenant", get(tenant))
+        .route("/api/stats", get(stats::stats))
         .route("/api/scripts", post(scripts::create).get(scripts::list))
         .route(
             "/api/scripts/{id}",

@@ -320,6 +320,84 @@ async function executionPage(id) {
     executionDetail(e), h("div", { class: "row" }, retry), retryMessage);
 }
 
+// ---- overview charts (SVG drawn here from /api/stats) ---------------------
+
+const svgNs = "http://www.w3.org/2000/svg";
+function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(svgNs, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+const palette = { completed: "#1e7b3a", failed: "#b3261e", dead: "#6b1a14", running: "#8a5a00", queued: "#c9a227",
+                  p50: "#2457c5", p95: "#7a3db8", in_use: "#2457c5", size: "#9aa3b2", lag: "#b3561e" };
+
+// A chart of `points` (x = index), as stacked bars or lines, with a y axis.
+function chart(title, cls, labels, series, kind, unit) {
+  const w = 600, hgt = 180, left = 48, bottom = 22, top = 10;
+  const n = labels.length || 1;
+  const totals = labels.map((_, i) => kind === "bars"
+    ? series.reduce((a, sr) => a + (sr.values[i] || 0), 0)
+    : Math.max(0, ...series.map((sr) => sr.values[i] || 0)));
+  const max = Math.max(1, ...totals);
+  const x = (i) => left + (i + 0.5) * (w - left) / n;
+  const y = (v) => top + (hgt - top - bottom) * (1 - v / max);
+  const svg = s("svg", { viewBox: `0 0 ${w} ${hgt}`, class: `chart ${cls}`, role: "img", "aria-label": title });
+  for (const f of [0, 0.5, 1]) {
+    svg.append(s("line", { x1: left, x2: w, y1: y(max * f), y2: y(max * f), stroke: "#e3e7ee" }),
+      s("text", { x: left - 4, y: y(max * f) + 4, "text-anchor": "end", "font-size": 10, fill: "#5b6475" },
+        `${+(max * f).toFixed(max < 10 ? 1 : 0)}${unit}`));
+  }
+  if (kind === "bars") {
+    const bw = Math.max(1, (w - left) / n - 1);
+    labels.forEach((_, i) => {
+      let acc = 0;
+      for (const sr of series) {
+        const v = sr.values[i] || 0;
+        if (!v) continue;
+        svg.append(s("rect", { class: "bar", x: x(i) - bw / 2, width: bw, y: y(acc + v), height: y(acc) - y(acc + v),
+          fill: palette[sr.name] || "#888" }, s("title", {}, `${labels[i]} ${sr.name}: ${v}`)));
+        acc += v;
+      }
+    });
+  } else {
+    for (const sr of series) {
+      const pts = sr.values.map((v, i) => (v === null || v === undefined ? null : `${x(i)},${y(v)}`)).filter(Boolean);
+      if (pts.length > 1) svg.append(s("polyline", { class: "line", points: pts.join(" "), fill: "none",
+        stroke: palette[sr.name] || "#888", "stroke-width": 2 }));
+      // A lone point has no line to draw: mark it.
+      if (pts.length === 1) { const [px, py] = pts[0].split(","); svg.append(s("circle", { cx: px, cy: py, r: 3, fill: palette[sr.name] })); }
+    }
+  }
+  if (labels.length) {
+    svg.append(s("text", { x: left, y: hgt - 6, "font-size": 10, fill: "#5b6475" }, labels[0]),
+      s("text", { x: w, y: hgt - 6, "font-size": 10, fill: "#5b6475", "text-anchor": "end" }, labels[labels.length - 1]));
+  }
+  const legend = h("p", { class: "muted" }, series.map((sr) => h("span", { style: `color:${palette[sr.name] || "#888"}` }, `■ ${sr.name} `)));
+  return h("section", { class: "card" }, h("h2", {}, title), svg, legend);
+}
+
+async function overviewPage() {
+  const st = await api("GET", "/api/stats?minutes=60");
+  const labels = st.minutes.map((m) => new Date(m.t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  const statuses = ["completed", "failed", "dead", "running", "queued"];
+  const runs = chart("Runs per minute by status", "chart-runs", labels,
+    statuses.map((name) => ({ name, values: st.minutes.map((m) => m.runs[name] || 0) })), "bars", "");
+  const durations = chart("Duration p50 / p95", "chart-duration", labels,
+    [{ name: "p50", values: st.minutes.map((m) => m.p50_ms) }, { name: "p95", values: st.minutes.map((m) => m.p95_ms) }],
+    "lines", " ms");
+  const kinds = Object.entries(st.errors_by_kind);
+  const errors = h("section", { class: "card" }, h("h2", {}, "Errors by kind (last hour)"),
+    kinds.length ? h("table", { class: "errors-by-kind" }, h("tbody", {}, kinds.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)))))
+      : h("p", { class: "muted" }, "No errors."));
+  const poolLabels = st.pool.map((p) => new Date(p.t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  const pool = chart("Sandbox pool: in use vs size (this node)", "chart-pool", poolLabels,
+    [{ name: "size", values: st.pool.map((p) => p.size) }, { name: "in_use", values: st.pool.map((p) => p.in_use) }], "lines", "");
+  const lag = chart("Scheduler lag p95", "chart-lag", labels,
+    [{ name: "lag", values: st.minutes.map((m) => m.lag_p95_ms) }], "lines", " ms");
+  show(h("h1", {}, "Overview: the last hour"), runs, durations, errors, pool, lag);
+}
+
 // ---- routing -------------------------------------------------------------
 
 async function route() {
@@ -330,6 +408,7 @@ async function route() {
   try {
     let m;
     if (path === "/scripts") await scriptsPage();
+    else if (path === "/overview") await overviewPage();
     else if ((m = /^\/scripts\/([\w-]+)$/.exec(path))) await scriptPage(m[1]);
     else if (path === "/executions") await executionsPage(query || "");
     else if ((m = /^\/executions\/([\w-]+)$/.exec(path))) await executionPage(m[1]);

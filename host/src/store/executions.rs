@@ -69,6 +69,18 @@ pub struct ExecutionRecord {
     pub run_after: Option<i64>,
 }
 
+/// The fields of an execution the overview charts need.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExecutionSummary {
+    pub status: String,
+    pub error_type: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub attempt: i64,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub scheduled_for: Option<i64>,
+}
+
 /// What is known when a run is accepted.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
@@ -208,6 +220,24 @@ impl Db {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await
+        })
+        .map_err(Into::into)
+    }
+
+    /// A tenant's executions queued at or after `since_ms`, oldest first, for
+    /// the overview charts.
+    pub async fn executions_since(
+        &self,
+        tenant_id: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ExecutionSummary>> {
+        let sql = "SELECT status, error_type, duration_ms, attempt, queued_at, started_at, \
+            scheduled_for FROM executions WHERE tenant_id = $1 AND queued_at >= $2 \
+            ORDER BY queued_at LIMIT $3";
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, ExecutionSummary>(sql)
+                .bind(tenant_id).bind(since_ms).bind(limit).fetch_all(pool).await
         })
         .map_err(Into::into)
     }

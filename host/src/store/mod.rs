@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use executions::{
-    ExecutionFilter, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution,
+    ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, FinishedRun, NewExecution,
 };
 pub use kv::DbKv;
 pub use schedule::{Claim, DueScript, Plan, RetryPolicy, scheduled_input};
