@@ -83,10 +83,39 @@ try {
   await page.waitForFunction(() => /attempt 1/.test(document.querySelector(".execution")?.innerText || ""));
   await shot("06-retried");
 
-  // The scripts list shows both, with their last run.
+  // A scheduled script in Paris and a webhook script.
+  await page.goto(`${base}/#/scripts/new`);
+  await page.getByLabel("Name").fill("nightly");
+  await page.getByLabel("Trigger").selectOption("scheduled");
+  await page.getByLabel("Schedule (cron, for scheduled)").fill("30 2 * * *");
+  await page.getByLabel("Time zone (IANA)").fill("Europe/Paris");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "nightly" }).waitFor();
+  await page.goto(`${base}/#/scripts/new`);
+  await page.getByLabel("Name").fill("hook");
+  await page.getByLabel("Trigger").selectOption("webhook");
+  await page.getByLabel("Webhook path (for webhooks)").fill("/hooks/in");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "hook" }).waitFor();
+
+  // The scripts list: last runs, next three fire times with the zone, the
+  // webhook URL, and an enabled toggle that works from the keyboard.
   await page.getByRole("link", { name: "Scripts", exact: true }).click();
   await page.locator("td .status-failed").waitFor();
   await page.locator("td .status-completed").waitFor();
+  const nightly = page.locator("tr", { hasText: "nightly" });
+  await nightly.getByText("Europe/Paris").last().waitFor();
+  const fires = (await nightly.innerText()).match(/T02:30:00\+0[12]:00/g) || [];
+  expect(fires.length === 3, `three fire times at 02:30 Paris time: ${await nightly.innerText()}`);
+  const hookUrl = await page.locator("tr", { hasText: "hook" }).locator("code.hook-url").innerText();
+  expect(hookUrl.endsWith("/api/webhooks/acme/hooks/in"), `the webhook URL: ${hookUrl}`);
+  const toggle = page.getByLabel("Enabled: nightly");
+  await toggle.focus();
+  await page.keyboard.press("Space");
+  await page.waitForTimeout(300);
+  await page.reload();
+  await page.getByLabel("Enabled: nightly").waitFor();
+  expect(!(await page.getByLabel("Enabled: nightly").isChecked()), "the script was disabled from the keyboard");
   await shot("07-scripts");
 
   // The overview charts are drawn from the service's data.
