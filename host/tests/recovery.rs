@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{call, create_tenant, scriptbox, serve};
+use common::{call, create_tenant, execution, scriptbox, serve, wait_for_status};
 use serde_json::json;
 
 #[tokio::test]
@@ -41,36 +39,13 @@ async fn a_run_cut_short_by_sigkill_is_marked_abandoned_on_restart() {
         None,
     )
     .await;
-    let execution = accepted["execution_id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let e = call(
-            port,
-            "GET",
-            &format!("/api/executions/{execution}"),
-            &key,
-            None,
-        )
-        .await;
-        if e["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run never started: {e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let execution_id = accepted["execution_id"].as_str().unwrap().to_owned();
+    wait_for_status(port, &key, &execution_id, "running").await;
 
     server.kill();
 
     let server = serve(&database).await;
-    let port = server.port;
-    let e = call(
-        port,
-        "GET",
-        &format!("/api/executions/{execution}"),
-        &key,
-        None,
-    )
-    .await;
+    let e = execution(server.port, &key, &execution_id).await;
     assert_eq!(e["status"], "failed", "{e}");
     assert_eq!(e["error_type"], "abandoned");
     assert!(e["finished_at"].is_string());

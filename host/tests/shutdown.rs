@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, create_tenant, serve, serve_with};
+use common::{call, create_tenant, execution, serve, serve_with, wait_for_status};
 use serde_json::{Value, json};
 
 /// A script that keeps the CPU busy for `ms`.
@@ -31,21 +31,14 @@ async fn start_run(port: u16, key: &str, script: Value) -> String {
     )
     .await;
     let execution = accepted["execution_id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while call(
-        port,
-        "GET",
-        &format!("/api/executions/{execution}"),
-        key,
-        None,
-    )
-    .await["status"]
-        != "running"
-    {
-        assert!(Instant::now() < deadline, "the run never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_status(port, key, &execution, "running").await;
     execution
+}
+
+/// The stored execution, read through a fresh node on the same database.
+async fn after_restart(db: &str, key: &str, id: &str) -> Value {
+    let server = serve(db).await;
+    execution(server.port, key, id).await
 }
 
 fn database(name: &str) -> (std::path::PathBuf, String) {
@@ -72,18 +65,9 @@ async fn sigterm_lets_a_running_execution_finish_and_exits_0() {
     );
     drop(server);
 
-    let server = serve(&db).await;
-    let e = call(
-        server.port,
-        "GET",
-        &format!("/api/executions/{execution}"),
-        &key,
-        None,
-    )
-    .await;
+    let e = after_restart(&db, &key, &execution).await;
     assert_eq!(e["status"], "completed", "{e}");
     assert_eq!(e["output"], "finished");
-    drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -100,18 +84,9 @@ async fn a_run_longer_than_the_shutdown_timeout_is_failed_with_kind_shutdown() {
     assert!(took < Duration::from_secs(10), "exited after {took:?}");
     drop(server);
 
-    let server = serve(&db).await;
-    let e = call(
-        server.port,
-        "GET",
-        &format!("/api/executions/{execution}"),
-        &key,
-        None,
-    )
-    .await;
+    let e = after_restart(&db, &key, &execution).await;
     assert_eq!(e["status"], "failed", "{e}");
     assert_eq!(e["error_type"], "shutdown");
     assert!(e["finished_at"].is_string());
-    drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -159,21 +159,30 @@ impl ExecutionService {
         input: &Value,
         attempt: i64,
     ) -> StoreResult<String> {
-        let id = new_id();
-        self.db
-            .insert_execution(&NewExecution {
-                id: id.clone(),
-                tenant_id: script.tenant_id.clone(),
-                script_id: script.id.clone(),
-                script_version: script.version,
-                trigger_type: trigger.as_str().into(),
-                input: input.to_string(),
-                attempt,
-                node_id: self.node_id.to_string(),
-                scheduled_for: None,
-            })
-            .await?;
-        Ok(id)
+        let new = self.new_execution(script, trigger, input, attempt);
+        self.db.insert_execution(&new).await?;
+        Ok(new.id)
+    }
+
+    /// The row of a run of `script` on this node.
+    fn new_execution(
+        &self,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> NewExecution {
+        NewExecution {
+            id: new_id(),
+            tenant_id: script.tenant_id.clone(),
+            script_id: script.id.clone(),
+            script_version: script.version,
+            trigger_type: trigger.as_str().into(),
+            input: input.to_string(),
+            attempt,
+            node_id: self.node_id.to_string(),
+            scheduled_for: None,
+        }
     }
 
     /// Records a run that starts at once as `running` and returns its id;
@@ -185,21 +194,9 @@ impl ExecutionService {
         input: &Value,
         attempt: i64,
     ) -> StoreResult<String> {
-        let id = new_id();
-        self.db
-            .insert_running_execution(&NewExecution {
-                id: id.clone(),
-                tenant_id: script.tenant_id.clone(),
-                script_id: script.id.clone(),
-                script_version: script.version,
-                trigger_type: trigger.as_str().into(),
-                input: input.to_string(),
-                attempt,
-                node_id: self.node_id.to_string(),
-                scheduled_for: None,
-            })
-            .await?;
-        Ok(id)
+        let new = self.new_execution(script, trigger, input, attempt);
+        self.db.insert_running_execution(&new).await?;
+        Ok(new.id)
     }
 
     /// Runs an execution recorded by [`Self::start_now`] and stores the result.

@@ -189,28 +189,36 @@ impl Db {
             fuel_used = $10, memory_peak_bytes = $11, cpu_time_us = $12 \
             WHERE id = $1 AND status IN ('queued', 'running')";
         let now = now_ms();
+        // The one statement, with the status to store, on `$conn`.
+        macro_rules! finish {
+            ($conn:expr, $status:expr) => {
+                sqlx::query(sql)
+                    .bind(id)
+                    .bind($status.as_str())
+                    .bind(&run.output)
+                    .bind(&run.error_type)
+                    .bind(&run.error_message)
+                    .bind(&run.error_stack)
+                    .bind(&run.logs)
+                    .bind(now)
+                    .bind(run.duration_ms)
+                    .bind(run.fuel_used)
+                    .bind(run.memory_peak_bytes)
+                    .bind(run.cpu_time_us)
+                    .execute($conn)
+                    .await
+            };
+        }
         let Some(policy) = retry.filter(|_| run.status == ExecutionStatus::Failed) else {
             // Nothing to follow up: one statement, no transaction.
-            on_pool!(self, pool => {
-                sqlx::query(sql)
-                    .bind(id).bind(run.status.as_str()).bind(&run.output).bind(&run.error_type)
-                    .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now)
-                    .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
-                    .bind(run.cpu_time_us)
-                    .execute(pool).await.map(|r| r.rows_affected())
-            })?;
+            on_pool!(self, pool => finish!(pool, run.status).map(|_| ()))?;
             return Ok(run.status);
         };
         let begin = self.begin_write();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
             let status = follow_up!(&mut *tx, id, now, policy);
-            sqlx::query(sql)
-                .bind(id).bind(status.as_str()).bind(&run.output).bind(&run.error_type)
-                .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(now)
-                .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
-                .bind(run.cpu_time_us)
-                .execute(&mut *tx).await?;
+            finish!(&mut *tx, status)?;
             tx.commit().await?;
             Ok(status)
         })

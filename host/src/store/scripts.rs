@@ -182,18 +182,21 @@ impl Db {
 
     /// The enabled webhook script of the tenant named `tenant` at `path`.
     pub async fn webhook_script(&self, tenant: &str, path: &str) -> StoreResult<ScriptRecord> {
-        let columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {columns} FROM scripts s JOIN tenants t ON t.id = s.tenant_id \
-             WHERE t.name = $1 AND s.webhook_path = $2 AND s.trigger_type = 'webhook' \
-             AND s.enabled = $3"
-        );
+        // Built once: the script columns qualified with `s.`.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns = COLUMNS
+                .split(',')
+                .map(|c| format!("s.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT {columns} FROM scripts s JOIN tenants t ON t.id = s.tenant_id \
+                 WHERE t.name = $1 AND s.webhook_path = $2 AND s.trigger_type = 'webhook' \
+                 AND s.enabled = $3"
+            )
+        });
         on_pool!(self, pool => {
-            sqlx::query_as::<_, ScriptRecord>(&sql)
+            sqlx::query_as::<_, ScriptRecord>(SQL.as_str())
                 .bind(tenant).bind(path).bind(true).fetch_one(pool).await
         })
         .map_err(Into::into)

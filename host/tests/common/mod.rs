@@ -127,3 +127,21 @@ pub async fn call(port: u16, method: &str, path: &str, key: &str, body: Option<V
     let text = request.send().await.unwrap().text().await.unwrap();
     serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
+
+/// `GET /api/executions/{id}`.
+pub async fn execution(port: u16, key: &str, id: &str) -> Value {
+    call(port, "GET", &format!("/api/executions/{id}"), key, None).await
+}
+
+/// Waits (up to 30 s) until execution `id` has `status`.
+pub async fn wait_for_status(port: u16, key: &str, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = execution(port, key, id).await;
+        if e["status"] == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {status}: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
