@@ -114,10 +114,10 @@ fn main() -> Result<()> {
             },
         )
         .await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let hook_url = format!("http://{}/api/webhooks/bench/hook", listener.local_addr()?);
+        let listeners = scriptbox::server::Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
+        let hook_url = format!("http://{}/bench/hook", listeners.public.local_addr()?);
         tokio::spawn(scriptbox::server::run(
-            listener,
+            listeners,
             node,
             std::future::pending(),
         ));

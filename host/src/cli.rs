@@ -62,9 +62,14 @@ pub enum Command {
         /// A TOML config file (see scriptbox.example.toml).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Address to listen on (overrides the config).
+        /// Address of the admin listener: API, dashboard, metrics, health
+        /// (overrides `listen`; default 127.0.0.1:8080). Keep it private.
         #[arg(long)]
         listen: Option<String>,
+        /// Address of the public listener: webhooks only (overrides
+        /// `webhooks.listen`; default 127.0.0.1:8081).
+        #[arg(long)]
+        public_listen: Option<String>,
         /// Database URL (overrides the config): sqlite://FILE or postgres://...
         #[arg(long)]
         database: Option<String>,
@@ -114,17 +119,29 @@ pub enum TenantCommand {
     },
 }
 
-fn load_config(
-    file: Option<&Path>,
+/// Addresses given on the command line, over the config's.
+#[derive(Default)]
+struct Overrides {
     listen: Option<String>,
+    public_listen: Option<String>,
     database: Option<String>,
-) -> Result<Config, ExitCode> {
+}
+
+fn load_config(file: Option<&Path>, overrides: Overrides) -> Result<Config, ExitCode> {
+    let Overrides {
+        listen,
+        public_listen,
+        database,
+    } = overrides;
     let mut config = Config::load(file, std::env::vars()).map_err(|error| {
         eprintln!("error: {error:#}");
         ExitCode::from(EXIT_USAGE)
     })?;
     if let Some(listen) = listen {
         config.listen = listen;
+    }
+    if let Some(listen) = public_listen {
+        config.webhooks.listen = listen;
     }
     if let Some(url) = database {
         config.database.url = url;
@@ -137,13 +154,14 @@ fn load_config(
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(&config.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {}: {error}", config.listen);
-            return ExitCode::from(EXIT_SCRIPT_FAILED);
-        }
-    };
+    let listeners =
+        match crate::server::Listeners::bind(&config.listen, &config.webhooks.listen).await {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(EXIT_SCRIPT_FAILED);
+            }
+        };
     let node = match crate::server::start(&config).await {
         Ok(node) => node,
         Err(error) => {
@@ -151,15 +169,15 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_SCRIPT_FAILED);
         }
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let addr =
+        |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     eprintln!(
-        "scriptbox listening on http://{addr} ({} database)",
+        "scriptbox listening on http://{} (admin: API, dashboard) and http://{} (public: webhooks), {} database",
+        addr(&listeners.admin),
+        addr(&listeners.public),
         node.exec.db().dialect()
     );
-    match crate::server::run(listener, node, crate::server::shutdown_signal()).await {
+    match crate::server::run(listeners, node, crate::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -226,8 +244,16 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Serve {
             config,
             listen,
+            public_listen,
             database,
-        } => match load_config(config.as_deref(), listen, database) {
+        } => match load_config(
+            config.as_deref(),
+            Overrides {
+                listen,
+                public_listen,
+                database,
+            },
+        ) {
             Ok(config) => serve(config).await,
             Err(code) => code,
         },
@@ -247,7 +273,13 @@ pub async fn execute(cli: Cli) -> ExitCode {
                     config,
                     database,
                 },
-        } => match load_config(config.as_deref(), None, database) {
+        } => match load_config(
+            config.as_deref(),
+            Overrides {
+                database,
+                ..Overrides::default()
+            },
+        ) {
             Ok(config) => create_tenant(config, &name).await,
             Err(code) => code,
         },

@@ -19,7 +19,9 @@ use crate::sandbox::{FetchConfig, SandboxConfig};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address the HTTP API listens on.
+    /// Address of the admin listener: the API, the dashboard, `/metrics`
+    /// and health. Keep it private; webhooks are served on
+    /// `webhooks.listen`.
     pub listen: String,
     pub database: DatabaseConfig,
     pub sandbox: SandboxConfig,
@@ -67,6 +69,8 @@ pub struct SchedulerConfig {
     /// Retries of a failed scheduled run, for scripts that do not set
     /// `max_retries`.
     pub max_retries: u32,
+    /// The most retries a script may ask for.
+    pub max_retries_cap: u32,
     /// Delay before a retry, ms, for scripts that do not set `retry_delay_ms`.
     pub retry_delay_ms: u64,
     pub backoff: Backoff,
@@ -79,12 +83,17 @@ impl Default for SchedulerConfig {
         Self {
             enabled: true,
             max_retries: 3,
+            max_retries_cap: 25,
             retry_delay_ms: 300_000,
             backoff: Backoff::Fixed,
             backoff_max_ms: 3_600_000,
         }
     }
 }
+
+/// The range of `retry_delay_ms` (and of `backoff_max_ms`): one second to
+/// seven days.
+pub const RETRY_DELAY_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
 
 /// `[database]`: where data lives and how many connections to keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +166,15 @@ impl Config {
                     self.listen
                 )
             })?;
+        self.webhooks
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "webhooks.listen: {:?} is not an address like 127.0.0.1:8081",
+                    self.webhooks.listen
+                )
+            })?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -172,12 +190,26 @@ impl Config {
         }
         self.sandbox.validate().map_err(anyhow::Error::msg)?;
         self.webhooks.validate().map_err(anyhow::Error::msg)?;
-        if self.scheduler.retry_delay_ms == 0 {
-            bail!("scheduler.retry_delay_ms must be at least 1");
+        let scheduler = &self.scheduler;
+        if scheduler.max_retries > scheduler.max_retries_cap {
+            bail!("scheduler.max_retries must not exceed scheduler.max_retries_cap");
         }
-        if self.scheduler.backoff_max_ms < self.scheduler.retry_delay_ms {
+        for (key, value) in [
+            ("retry_delay_ms", scheduler.retry_delay_ms),
+            ("backoff_max_ms", scheduler.backoff_max_ms),
+        ] {
+            if !RETRY_DELAY_RANGE_MS.contains(&value) {
+                bail!(
+                    "scheduler.{key} must be from {} to {} (7 days), got {value}",
+                    RETRY_DELAY_RANGE_MS.start(),
+                    RETRY_DELAY_RANGE_MS.end()
+                );
+            }
+        }
+        if scheduler.backoff_max_ms < scheduler.retry_delay_ms {
             bail!("scheduler.backoff_max_ms must be at least scheduler.retry_delay_ms");
         }
+        self.webhooks.public_url().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 //! - [`api`]: the HTTP API
 //! - [`server`]: `scriptbox serve`
 //! - [`cron`]: cron expressions with robfig/cron semantics
+//! - [`settings`]: a script's structured settings, decoded strictly
 //! - [`config`]: the typed, validated configuration
 //! - [`cli`]: the `scriptbox` command line
 
@@ -28,5 +29,6 @@ pub mod metrics;
 pub mod sandbox;
 pub mod scheduler;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod webhooks;

@@ -15,12 +15,16 @@ pub struct MetricsConfig {
     /// Label run metrics with `script_id`. Off: every label set drops it,
     /// so the number of series does not grow with the number of scripts.
     pub per_script_labels: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`
+    /// (it names every tenant's ids and run counts). Empty: open.
+    pub token: String,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             per_script_labels: true,
+            token: String::new(),
         }
     }
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::cron::{self, Location, Schedule, Time};
-use crate::exec::{ExecutionService, Trigger};
+use crate::exec::{ExecutionService, SubmitError};
 use crate::metrics::SchedulerMetrics;
 use crate::store::{
     Claim, DueScript, ExecutionRecord, ExecutionStatus, FinishedRun, Plan, StoreError, StoreResult,
@@ -294,15 +294,27 @@ async fn run_job(
         let lag = (now_ms() - at).max(0) as f64 / 1000.0;
         metrics.lag.observe(lag);
     }
-    let outcome = exec
-        .execute(
-            &job.execution_id,
-            &script,
-            Trigger::Scheduled,
-            &job.input,
-            job.attempt,
-        )
-        .await?;
+    let outcome = match exec
+        .run_claimed(&job.execution_id, &script, &job.input, job.attempt)
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(SubmitError::Busy(busy)) => {
+            // The tenant's queue is full: this occurrence is skipped, and
+            // its record says so (no retry: that would only add load).
+            tracing::warn!(script_id = script.id, "{busy}; occurrence skipped");
+            metrics.skipped.with_label_values(&["tenant_busy"]).inc();
+            return end_claimed(
+                exec,
+                job,
+                ExecutionStatus::Failed,
+                "tenant_busy",
+                &format!("skipped: {busy}"),
+            )
+            .await;
+        }
+        Err(SubmitError::Store(error)) => return Err(error),
+    };
     if let Some(executed) = outcome
         && executed.status == ExecutionStatus::Failed
     {
@@ -314,10 +326,21 @@ async fn run_job(
 
 /// Ends a claimed run that cannot start; it goes to the dead-letter queue.
 async fn cancel(exec: &ExecutionService, job: &Job, why: &str) -> StoreResult<()> {
+    end_claimed(exec, job, ExecutionStatus::Dead, "cancelled", why).await
+}
+
+/// Stores a claimed run that never started as ended with `status`.
+async fn end_claimed(
+    exec: &ExecutionService,
+    job: &Job,
+    status: ExecutionStatus,
+    error_type: &str,
+    why: &str,
+) -> StoreResult<()> {
     let run = FinishedRun {
-        status: ExecutionStatus::Dead,
+        status,
         output: None,
-        error_type: Some("cancelled".into()),
+        error_type: Some(error_type.into()),
         error_message: Some(why.into()),
         error_stack: None,
         logs: "[]".into(),

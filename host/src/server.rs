@@ -1,5 +1,7 @@
-//! `scriptbox serve`: opens the database, starts the sandbox and serves the
-//! API until a shutdown signal.
+//! `scriptbox serve`: opens the database, starts the sandbox and serves
+//! until a shutdown signal, on two listeners: the admin one (API, dashboard,
+//! metrics, health; keep it private) and the public one (webhooks only, on
+//! an origin of its own).
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub struct Node {
     /// Whether this node runs the scheduler loop, and retry defaults.
     pub scheduler_config: crate::config::SchedulerConfig,
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// `[metrics] token`.
+    pub metrics_token: String,
     /// How long running executions may take to finish at shutdown.
     pub shutdown_timeout: std::time::Duration,
 }
@@ -58,13 +62,36 @@ pub async fn start(config: &Config) -> Result<Node> {
         scheduler: SchedulerHandle::default(),
         scheduler_config: config.scheduler.clone(),
         webhooks: config.webhooks.clone(),
+        metrics_token: config.metrics.token.clone(),
         shutdown_timeout: std::time::Duration::from_millis(config.shutdown_timeout_ms),
     })
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// The node's two sockets.
+pub struct Listeners {
+    /// API, dashboard, `/metrics`, health.
+    pub admin: TcpListener,
+    /// Webhooks only.
+    pub public: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `admin` and `public` (`host:port`; port 0 picks a free one).
+    pub async fn bind(admin: &str, public: &str) -> Result<Self> {
+        Ok(Self {
+            admin: TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("listening on {admin} (admin)"))?,
+            public: TcpListener::bind(public)
+                .await
+                .with_context(|| format!("listening on {public} (public, webhooks)"))?,
+        })
+    }
+}
+
+/// Serves both listeners until `shutdown` resolves.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -98,10 +125,30 @@ pub async fn run(
         .with_metrics(node.metrics.clone())
         .with_scheduler(node.scheduler.clone())
         .with_retry_defaults(node.scheduler_config.clone())
-        .with_webhooks(node.webhooks.clone());
-    let router = app(state);
+        .with_webhooks(node.webhooks.clone())
+        .with_metrics_token(node.metrics_token.clone());
+    // Without a configured public URL, webhook URLs name the address the
+    // public listener is bound to (its real port, when it was 0).
+    let public_addr = listeners
+        .public
+        .local_addr()
+        .context("the public listener's address")?;
+    let state = state.with_public_url(
+        crate::webhooks::PublicUrl::parse(&node.webhooks.public_url, &public_addr.to_string())
+            .map_err(anyhow::Error::msg)?,
+    );
+    let mut public = tokio::spawn(
+        axum::serve(listeners.public, crate::webhooks::public_app(state.clone()))
+            .with_graceful_shutdown({
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+            })
+            .into_future(),
+    );
     let mut http = tokio::spawn(
-        axum::serve(listener, router)
+        axum::serve(listeners.admin, app(state))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
@@ -141,6 +188,12 @@ pub async fn run(
     // a run just failed) are cut.
     if !http_done && tokio::time::timeout_at(deadline, &mut http).await.is_err() {
         http.abort();
+    }
+    if tokio::time::timeout_at(deadline, &mut public)
+        .await
+        .is_err()
+    {
+        public.abort();
     }
     let _ = keep_alive.await;
     let _ = sampler.await;

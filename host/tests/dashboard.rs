@@ -38,6 +38,7 @@ async fn the_dashboard_works_in_a_browser() {
         .arg(format!("http://127.0.0.1:{}", server.port))
         .args([&acme, &globex])
         .arg(&shots)
+        .arg(format!("http://127.0.0.1:{}", server.public_port))
         .output()
         .expect("node runs");
     let log = format!(

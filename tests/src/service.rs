@@ -55,7 +55,10 @@ pub async fn fresh_database(backend: Backend) -> Option<String> {
 }
 
 pub struct TestNode {
+    /// The admin listener: API, dashboard, metrics, health.
     pub base: String,
+    /// The public listener: webhooks only.
+    pub public: String,
     /// The PostgreSQL database made for this test, dropped by `stop`.
     pub postgres_admin: Option<(String, String)>,
     pub client: reqwest::Client,
@@ -89,11 +92,14 @@ impl TestNode {
             .await
             .expect("the node starts");
         let exec = node.exec.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listeners = scriptbox::server::Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
+            .await
+            .unwrap();
+        let base = format!("http://{}", listeners.admin.local_addr().unwrap());
+        let public = format!("http://{}", listeners.public.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            scriptbox::server::run(listener, node, async {
+            scriptbox::server::run(listeners, node, async {
                 let _ = rx.await;
             })
             .await
@@ -101,6 +107,7 @@ impl TestNode {
         });
         Self {
             base,
+            public,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()

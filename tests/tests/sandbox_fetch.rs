@@ -85,7 +85,7 @@ async fn internal_addresses_are_refused_by_default() {
         let error = result["error"]
             .as_str()
             .unwrap_or_else(|| panic!("{url} was fetched"));
-        assert!(error.contains("internal address"), "{url}: {error}");
+        assert!(error.contains("may not reach"), "{url}: {error}");
     }
 }
 

@@ -169,21 +169,67 @@ async fn output_over_the_limit_fails_with_output_limit() {
     still_serves(&sandbox).await;
 }
 
+/// The last log line of a run that wrote more than its budget.
+fn truncation_note(outcome: &scriptbox::sandbox::RunOutcome) -> String {
+    outcome.logs.last().expect("a log line").message.clone()
+}
+
 #[tokio::test]
-async fn logs_over_the_limit_fail_with_output_limit() {
+async fn logs_past_the_byte_budget_are_counted_not_kept() {
     let sandbox = sandbox();
     let small = RunLimits {
         max_log_bytes: 10_000,
         ..limits(&sandbox)
     };
     let chatty = "export default (input) => { for (let i = 0; i < input.n; i++) console.log('x'.repeat(100)); return input.n; }";
+    // 50 lines of 100 bytes cost 50 * (100 + 64) = 8,200 bytes: all kept.
     let fits = run_as(&sandbox, "t1", chatty, json!({ "n": 50 }), small).await;
     assert_eq!(output(&fits), json!(50));
     assert_eq!(fits.logs.len(), 50);
 
-    let outcome = run_as(&sandbox, "t1", chatty, json!({ "n": 1_000_000 }), small).await;
-    assert_eq!(failure_kind(&outcome), ErrorKind::OutputLimit);
-    assert!(outcome.logs.len() <= 100, "logs stop at the limit");
+    // The run goes on past the budget and completes; 60 lines fit.
+    let outcome = run_as(&sandbox, "t1", chatty, json!({ "n": 100_000 }), small).await;
+    assert_eq!(output(&outcome), json!(100_000));
+    assert_eq!(outcome.logs.len(), 61, "60 lines, then the note");
+    assert_eq!(truncation_note(&outcome), "[truncated: 99940 more lines]");
+    still_serves(&sandbox).await;
+}
+
+#[tokio::test]
+async fn empty_log_lines_cost_their_overhead_and_the_line_count_is_capped() {
+    let sandbox = sandbox();
+    let limits = limits(&sandbox);
+    assert_eq!(limits.max_log_lines, 1_000);
+    // Empty lines: the line cap (1,000) comes before the byte budget
+    // (262,144 / 64 = 4,096 lines).
+    let empty =
+        "export default () => { for (let i = 0; i < 200000; i++) console.log(); return 1; }";
+    let outcome = run_as(&sandbox, "t1", empty, json!(null), limits).await;
+    assert_eq!(output(&outcome), json!(1));
+    assert_eq!(outcome.logs.len(), 1_001);
+    assert_eq!(truncation_note(&outcome), "[truncated: 199000 more lines]");
+
+    // With a higher line cap, the overhead bounds empty lines by bytes.
+    let many = RunLimits {
+        max_log_lines: 1_000_000,
+        ..limits
+    };
+    let outcome = run_as(&sandbox, "t1", empty, json!(null), many).await;
+    assert_eq!(outcome.logs.len(), 4_096 + 1);
+
+    // An endless loop of empty lines ends on its fuel (or its deadline, on a
+    // slow machine), with bounded logs.
+    let endless = "export default () => { for (;;) console.log(); }";
+    let outcome = run_as(&sandbox, "t1", endless, json!(null), limits).await;
+    let kind = failure_kind(&outcome);
+    assert!(
+        matches!(kind, ErrorKind::CpuLimit | ErrorKind::Timeout),
+        "{kind}"
+    );
+    assert_eq!(outcome.logs.len(), 1_001);
+    assert!(truncation_note(&outcome).starts_with("[truncated: "));
+    let stored = serde_json::to_string(&outcome.logs).unwrap();
+    assert!(stored.len() < 100_000, "{} bytes of logs", stored.len());
     still_serves(&sandbox).await;
 }
 

@@ -59,7 +59,7 @@ async fn send(
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = node
         .client
-        .request(method, format!("{}/api/webhooks/{path}", node.base))
+        .request(method, format!("{}/{path}", node.public))
         .body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -387,7 +387,7 @@ async fn a_call_whose_client_goes_away_is_still_recorded(url: String) {
         .build()
         .unwrap();
     let gone = impatient
-        .post(format!("{}/api/webhooks/acme/slow", node.base))
+        .post(format!("{}/acme/slow", node.public))
         .body("{}")
         .send()
         .await;

@@ -20,6 +20,8 @@ pub enum AppError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -46,6 +48,7 @@ impl AppError {
                 StatusCode::UNAUTHORIZED
             }
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -63,6 +66,30 @@ impl From<StoreError> for AppError {
             StoreError::Conflict(message) => AppError::Conflict(message),
             StoreError::Other(error) => AppError::Internal(error),
         }
+    }
+}
+
+impl From<crate::exec::SubmitError> for AppError {
+    fn from(error: crate::exec::SubmitError) -> Self {
+        match error {
+            crate::exec::SubmitError::Busy(busy) => AppError::TooManyRequests {
+                message: busy.to_string(),
+                retry_after_secs: 1,
+            },
+            crate::exec::SubmitError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for AppError {
+    /// A query string that does not parse is a 400 in JSON like any other,
+    /// naming the parameter (`limit: invalid digit found in string`).
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        AppError::BadRequest(format!("invalid query string: {detail}"))
     }
 }
 

@@ -1,7 +1,8 @@
 //! `/api/executions`: history, one execution, retry.
 
+use super::json::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -111,10 +112,9 @@ pub async fn retry(
     };
     let input: Value = serde_json::from_str(&original.input).unwrap_or(Value::Null);
     let attempt = original.attempt + 1;
-    let new_id = state.exec.accept(&script, trigger, &input, attempt).await?;
     let execution = state
         .exec
-        .finish_accepted(&new_id, &script, trigger, &input, attempt)
+        .run_to_end(std::sync::Arc::new(script), trigger, &input, attempt)
         .await?;
     Ok(Json(execution_json(&execution)))
 }

@@ -33,3 +33,20 @@ fn reject(rejection: JsonRejection) -> AppError {
         .unwrap_or(text);
     AppError::BadRequest(format!("invalid JSON body: {detail}"))
 }
+
+/// Like `axum::extract::Query`, but a bad query string is a 400
+/// `{"error": ...}` naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, AppError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}

@@ -16,6 +16,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use moka::future::Cache;
 
@@ -26,7 +28,7 @@ use crate::exec::ExecutionService;
 use crate::metrics::Metrics;
 use crate::scheduler::SchedulerHandle;
 use crate::store::{StoreError, Tenant, hash_api_key};
-use crate::webhooks::{Limiters, Routes, WebhookConfig};
+use crate::webhooks::{Limiters, PublicUrl, Routes, WebhookConfig};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -41,6 +43,10 @@ pub struct AppState {
     /// Defaults for scripts that do not set their retries.
     pub retry_defaults: SchedulerConfig,
     pub webhooks: WebhookConfig,
+    /// Where the public listener serves webhooks, for `webhook_url`.
+    pub public_url: PublicUrl,
+    /// `[metrics] token`: empty when `/metrics` is open.
+    pub metrics_token: String,
     pub routes: Routes,
     pub limiters: Limiters,
     pub pool_history: crate::metrics::PoolHistory,
@@ -57,7 +63,11 @@ impl AppState {
             metrics: Metrics::new(),
             scheduler: SchedulerHandle::default(),
             retry_defaults: SchedulerConfig::default(),
+            public_url: WebhookConfig::default()
+                .public_url()
+                .expect("the default public URL is valid"),
             webhooks: WebhookConfig::default(),
+            metrics_token: String::new(),
             routes: Routes::default(),
             limiters: Limiters::default(),
             pool_history: Default::default(),
@@ -69,8 +79,21 @@ impl AppState {
         self
     }
 
+    /// Webhook settings; `config` must have been validated (its
+    /// `public_url` parses).
     pub fn with_webhooks(mut self, config: WebhookConfig) -> Self {
+        self.public_url = config.public_url().expect("validated with the config");
         self.webhooks = config;
+        self
+    }
+
+    pub fn with_public_url(mut self, url: PublicUrl) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    pub fn with_metrics_token(mut self, token: String) -> Self {
+        self.metrics_token = token;
         self
     }
 
@@ -90,7 +113,8 @@ impl AppState {
     }
 }
 
-/// The routes, without a listener: tests can drive them with `oneshot`.
+/// The admin listener's routes, without a listener: tests can drive them
+/// with `oneshot`. Webhooks are served by [`crate::webhooks::public_app`].
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/tenant", get(tenant))
@@ -106,7 +130,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/scripts/{id}/next-runs", get(scripts::next_runs))
         .route(
             "/api/webhooks/{tenant}/{*path}",
-            axum::routing::any(crate::webhooks::handle),
+            axum::routing::any(crate::webhooks::moved),
         )
         .route("/api/executions", get(executions::list))
         .route("/api/executions/{id}", get(executions::show))
@@ -117,7 +141,36 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            AppError::MethodNotAllowed(format!("method {method} is not allowed on this route"))
+        })
+        .layer(axum::middleware::map_response(admin_headers))
         .with_state(state)
+}
+
+/// The dashboard's policy: its own scripts, styles and API only; never
+/// framed; no inline script.
+pub const ADMIN_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// Security headers on every response of the admin listener.
+async fn admin_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ADMIN_CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
 }
 
 /// `GET /api/tenant`: the tenant the key belongs to.
@@ -129,15 +182,39 @@ async fn tenant(Auth(tenant): Auth) -> axum::Json<serde_json::Value> {
     }))
 }
 
-/// `GET /metrics`: Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+/// `GET /metrics`: Prometheus text format; with `[metrics] token` set, only
+/// for `Authorization: Bearer <token>`.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.metrics_token.is_empty() {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Hashes first, so the comparison takes as long whatever the lengths.
+        let given = sha2::Sha256::digest(given.trim().as_bytes());
+        let expected = sha2::Sha256::digest(state.metrics_token.as_bytes());
+        if !bool::from(given.ct_eq(&expected)) {
+            let mut refused =
+                AppError::Unauthorized("/metrics needs Authorization: Bearer <metrics token>")
+                    .into_response();
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return refused;
+        }
+    }
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 /// The tenant a request's API key belongs to.

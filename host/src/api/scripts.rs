@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::json::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,8 @@ use super::{AppError, AppState, Auth};
 use crate::api::executions::execution_json;
 use crate::exec::Trigger;
 use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides};
-use crate::store::{NewScript, ScriptRecord};
-use crate::webhooks::{AuthType, RateLimit, WebhookAuth};
+use crate::settings::{self, AuthType, RateLimit, WebhookAuth};
+use crate::store::{NewScript, ScriptRecord, Tenant};
 
 const MAX_SOURCE_BYTES: usize = 1 << 20;
 const DEFAULT_PAGE: i64 = 50;
@@ -54,19 +55,52 @@ pub struct ScriptBody {
     rate_limit: Option<RateLimit>,
     webhook_auth: Option<WebhookAuth>,
     webhook_methods: Option<Vec<String>>,
-    max_retries: Option<u32>,
-    retry_delay_ms: Option<u64>,
+    /// Numbers are checked by hand so that a value out of range (or not an
+    /// integer at all) is a 400 naming the field, never wrapped.
+    max_retries: Option<serde_json::Number>,
+    retry_delay_ms: Option<serde_json::Number>,
 }
 
-/// The API's view of a script: secrets never leave.
-pub fn script_json(s: &ScriptRecord) -> Value {
-    let parse = |text: &Option<String>| -> Value {
-        text.as_deref()
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or(Value::Null)
+/// `number` as an integer within `range`, or a 400 naming `field`.
+fn bounded(
+    field: &str,
+    number: &serde_json::Number,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<i64, AppError> {
+    match number.as_u64() {
+        Some(n) if range.contains(&n) => Ok(n as i64),
+        _ => Err(AppError::bad(format!(
+            "{field} must be an integer from {} to {}, got {number}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// The API's view of a script: secrets never leave. `webhook_url` is where
+/// the public listener serves a webhook script. A stored setting that does
+/// not decode shows as `null`, and `settings_error` says which and why.
+pub fn script_json(s: &ScriptRecord, webhook_url: Option<String>) -> Value {
+    let show = |value: Result<Value, _>, error: &mut Option<String>| match value {
+        Ok(value) => value,
+        Err(misconfigured) => {
+            let misconfigured: crate::settings::Misconfigured = misconfigured;
+            error.get_or_insert(misconfigured.to_string());
+            Value::Null
+        }
     };
-    let auth = parse(&s.webhook_auth);
-    json!({
+    let mut error = None;
+    let limits = show(settings::limits(s).map(|l| json!(l)), &mut error);
+    let rate_limit = show(settings::rate_limit(s).map(|r| json!(r)), &mut error);
+    let webhook_auth = show(
+        settings::webhook_auth(s).map(|a| match a {
+            Some(auth) => json!({ "type": auth.kind }),
+            None => Value::Null,
+        }),
+        &mut error,
+    );
+    let webhook_methods = show(settings::webhook_methods(s).map(|m| json!(m)), &mut error);
+    let mut script = json!({
         "id": s.id,
         "name": s.name,
         "source": s.source,
@@ -75,18 +109,32 @@ pub fn script_json(s: &ScriptRecord) -> Value {
         "schedule": s.schedule,
         "timezone": s.timezone,
         "webhook_path": s.webhook_path,
+        "webhook_url": webhook_url,
         "enabled": s.enabled,
-        "limits": serde_json::from_str::<Value>(&s.limits).unwrap_or(json!({})),
-        "rate_limit": parse(&s.rate_limit),
-        "webhook_auth": if auth.is_null() { Value::Null } else { json!({ "type": auth["type"] }) },
-        "webhook_methods": parse(&s.webhook_methods),
+        "limits": limits,
+        "rate_limit": rate_limit,
+        "webhook_auth": webhook_auth,
+        "webhook_methods": webhook_methods,
         "max_retries": s.max_retries,
         "retry_delay_ms": s.retry_delay_ms,
         "next_run_at": s.next_run_at.map(rfc3339),
         "last_executed_at": s.last_executed_at.map(rfc3339),
         "created_at": rfc3339(s.created_at),
         "updated_at": rfc3339(s.updated_at),
-    })
+    });
+    if let Some(error) = error {
+        script["settings_error"] = Value::String(error);
+    }
+    script
+}
+
+/// `script_json` for a script of `tenant`, with its webhook URL.
+fn script_view(state: &AppState, tenant: &Tenant, s: &ScriptRecord) -> Value {
+    let url = s
+        .webhook_path
+        .as_deref()
+        .map(|path| state.public_url.webhook_url(&tenant.name, path));
+    script_json(s, url)
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
@@ -136,6 +184,7 @@ async fn prepare(
     current: Option<&ScriptRecord>,
 ) -> Result<(NewScript, Arc<Bytecode>), AppError> {
     let stored = |f: fn(&ScriptRecord) -> Option<String>| current.and_then(f);
+
     let name = body
         .name
         .or_else(|| current.map(|c| c.name.clone()))
@@ -188,11 +237,14 @@ async fn prepare(
         })?;
     }
 
-    let limits = match body.limits {
-        Some(limits) => limits,
-        None => current
-            .and_then(|c| serde_json::from_str(&c.limits).ok())
-            .unwrap_or_default(),
+    // A stored setting that no longer decodes must be replaced, not kept.
+    let stored_setting = |e: crate::settings::Misconfigured| {
+        AppError::bad(format!("{e}; send {} to replace it", e.field))
+    };
+    let limits = match (body.limits, current) {
+        (Some(limits), _) => limits,
+        (None, Some(c)) => settings::limits(c).map_err(stored_setting)?,
+        (None, None) => LimitOverrides::default(),
     };
     state
         .exec
@@ -208,10 +260,12 @@ async fn prepare(
             "rate_limit.rps and rate_limit.burst must be at least 1",
         ));
     }
-    let rate_limit = match body.rate_limit {
-        Some(rate) => Some(serde_json::to_string(&rate).expect("serialisable")),
-        None => stored(|c| c.rate_limit.clone()),
-    };
+    let rate_limit = match (body.rate_limit, current) {
+        (Some(rate), _) => Some(rate),
+        (None, Some(c)) => settings::rate_limit(c).map_err(stored_setting)?,
+        (None, None) => None,
+    }
+    .map(|rate| serde_json::to_string(&rate).expect("serialisable"));
 
     let webhook_auth = match body.webhook_auth {
         Some(mut auth) => {
@@ -219,9 +273,10 @@ async fn prepare(
                 auth.secret = None;
             } else if auth.secret.as_deref().is_none_or(str::is_empty) {
                 // Keep the stored secret when only the type is resent.
-                let previous: Option<WebhookAuth> = current
-                    .and_then(|c| c.webhook_auth.as_deref())
-                    .and_then(|t| serde_json::from_str(t).ok());
+                let previous = match current {
+                    Some(c) => settings::webhook_auth(c).unwrap_or(None),
+                    None => None,
+                };
                 match previous {
                     Some(p) if p.kind == auth.kind && p.secret.is_some() => auth.secret = p.secret,
                     _ => {
@@ -231,29 +286,47 @@ async fn prepare(
                     }
                 }
             }
-            if auth.kind == AuthType::StandardWebhooks
-                && let Some(secret) = &auth.secret
-            {
-                crate::webhooks::auth::standard_webhooks_key(secret)
-                    .map_err(|why| AppError::bad(format!("invalid webhook_auth.secret: {why}")))?;
-            }
-            Some(serde_json::to_string(&auth).expect("serialisable"))
+            auth.check()
+                .map_err(|why| AppError::bad(format!("invalid webhook_auth.secret: {why}")))?;
+            Some(auth)
         }
-        None => stored(|c| c.webhook_auth.clone()),
-    };
+        None => match current {
+            Some(c) => settings::webhook_auth(c).map_err(stored_setting)?,
+            None => None,
+        },
+    }
+    .map(|auth| serde_json::to_string(&auth).expect("serialisable"));
     let webhook_methods = match body.webhook_methods {
         Some(methods) => {
             let mut upper = Vec::with_capacity(methods.len());
             for method in methods {
                 let m = method.trim().to_ascii_uppercase();
-                if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()) {
+                if !settings::valid_method(&m) {
                     return Err(AppError::bad(format!("invalid HTTP method {method:?}")));
                 }
                 upper.push(m);
             }
-            Some(serde_json::to_string(&upper).expect("serialisable"))
+            Some(upper)
         }
-        None => stored(|c| c.webhook_methods.clone()),
+        None => match current {
+            Some(c) => settings::webhook_methods(c).map_err(stored_setting)?,
+            None => None,
+        },
+    }
+    .map(|methods| serde_json::to_string(&methods).expect("serialisable"));
+
+    let defaults = &state.retry_defaults;
+    let max_retries = match &body.max_retries {
+        Some(n) => bounded("max_retries", n, 0..=u64::from(defaults.max_retries_cap))?,
+        None => current
+            .map(|c| c.max_retries)
+            .unwrap_or(i64::from(defaults.max_retries)),
+    };
+    let retry_delay_ms = match &body.retry_delay_ms {
+        Some(n) => bounded("retry_delay_ms", n, crate::config::RETRY_DELAY_RANGE_MS)?,
+        None => current
+            .map(|c| c.retry_delay_ms)
+            .unwrap_or(defaults.retry_delay_ms as i64),
     };
 
     // Syntax errors are caught on save, not at the first run.
@@ -296,7 +369,6 @@ async fn prepare(
         }
         _ => None,
     };
-    let defaults = &state.retry_defaults;
     let new = NewScript {
         name,
         source,
@@ -313,16 +385,8 @@ async fn prepare(
         rate_limit,
         webhook_auth,
         webhook_methods,
-        max_retries: body
-            .max_retries
-            .map(i64::from)
-            .or(current.map(|c| c.max_retries))
-            .unwrap_or(i64::from(defaults.max_retries)),
-        retry_delay_ms: body
-            .retry_delay_ms
-            .map(|v| v as i64)
-            .or(current.map(|c| c.retry_delay_ms))
-            .unwrap_or(defaults.retry_delay_ms as i64),
+        max_retries,
+        retry_delay_ms,
         next_run_at,
     };
     Ok((new, bytecode))
@@ -346,7 +410,11 @@ pub async fn create(
         .routes
         .invalidate(&tenant.name, script.webhook_path.as_deref())
         .await;
-    Ok((StatusCode::CREATED, Json(script_json(&script))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(script_view(&state, &tenant, &script)),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,7 +445,12 @@ pub async fn list(
         .db()
         .list_scripts(&tenant.id, page.cursor.as_deref(), limit + 1)
         .await?;
-    Ok(Json(page_json(&mut rows, limit, |s| &s.id, script_json)))
+    Ok(Json(page_json(
+        &mut rows,
+        limit,
+        |s| &s.id,
+        |s| script_view(&state, &tenant, s),
+    )))
 }
 
 /// A list answer from `limit + 1` rows fetched newest first: the extra row,
@@ -404,7 +477,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let script = state.exec.db().script(&tenant.id, &id).await?;
-    Ok(Json(script_json(&script)))
+    Ok(Json(script_view(&state, &tenant, &script)))
 }
 
 pub async fn update(
@@ -427,7 +500,7 @@ pub async fn update(
     for path in [&current.webhook_path, &script.webhook_path] {
         state.routes.invalidate(&tenant.name, path.as_deref()).await;
     }
-    Ok(Json(script_json(&script)))
+    Ok(Json(script_view(&state, &tenant, &script)))
 }
 
 pub async fn remove(
@@ -527,16 +600,22 @@ pub async fn run(
             .map_err(|e| AppError::bad(format!("invalid JSON body: {e}")))?
             .input
     };
-    let script = state.exec.db().script(&tenant.id, &id).await?;
+    let script = Arc::new(state.exec.db().script(&tenant.id, &id).await?);
     if query.run_async {
-        let execution_id = state.exec.run_async(script, Trigger::Manual, input).await?;
+        let accepted = state
+            .exec
+            .submit(script, Trigger::Manual, &input, 0)
+            .await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "execution_id": execution_id })),
+            Json(json!({ "execution_id": accepted.execution_id })),
         )
             .into_response());
     }
-    let execution = state.exec.run_now(&script, Trigger::Manual, &input).await?;
+    let execution = state
+        .exec
+        .run_to_end(script, Trigger::Manual, &input, 0)
+        .await?;
     Ok(Json(execution_json(&execution)).into_response())
 }
 

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::json::Query;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -95,7 +95,8 @@ async function scriptsPage() {
         nextCell.replaceChildren(...n.items.map((t) => h("div", {}, t)), h("div", { class: "muted" }, n.zone));
       }).catch(() => {});
     } else if (s.trigger_type === "webhook") {
-      const url = `${location.origin}/api/webhooks/${tenant.name}${s.webhook_path}`;
+      // Served by the public listener, on another origin than this page.
+      const url = s.webhook_url;
       where = h("span", {}, h("code", { class: "hook-url" }, url), " ",
         h("button", { type: "button", class: "secondary", onclick: () => navigator.clipboard && navigator.clipboard.writeText(url) },
           "Copy URL"));
@@ -373,7 +374,13 @@ function chart(title, cls, labels, series, kind, unit) {
     svg.append(s("text", { x: left, y: hgt - 6, "font-size": 10, fill: "#5b6475" }, labels[0]),
       s("text", { x: w, y: hgt - 6, "font-size": 10, fill: "#5b6475", "text-anchor": "end" }, labels[labels.length - 1]));
   }
-  const legend = h("p", { class: "muted" }, series.map((sr) => h("span", { style: `color:${palette[sr.name] || "#888"}` }, `■ ${sr.name} `)));
+  // Colours through the CSSOM: the page's CSP allows no style attributes.
+  const swatch = (sr) => {
+    const span = h("span", {}, `■ ${sr.name} `);
+    span.style.color = palette[sr.name] || "#888";
+    return span;
+  };
+  const legend = h("p", { class: "muted" }, series.map(swatch));
   return h("section", { class: "card" }, h("h2", {}, title), svg, legend);
 }
 

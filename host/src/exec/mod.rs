@@ -1,7 +1,8 @@
 //! `ExecutionService`: the one path every run takes, whatever triggered it.
 //!
-//! accept (insert `queued`) → start (`running`) → compile (cached per script
-//! version) → run in the sandbox → store result, logs and usage
+//! admit (a slot of the tenant's fair share, or a place in its queue) →
+//! record (`running`, or `queued` while it waits) → compile (cached per
+//! script version) → run in the sandbox → store result, logs and usage
 //! (`completed` or `failed`). The row exists before any work starts, so an
 //! accepted run is never lost: a crash leaves it open, and recovery marks it
 //! `abandoned`.
@@ -11,10 +12,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::sandbox::{CompileFailure, LimitOverrides, RunFailure, RunOutcome, RunRequest, Sandbox};
+pub mod fair;
+
+pub use fair::{Admission, Slot, TenantBusy, TenantGate};
+
+use crate::sandbox::{CompileFailure, RunFailure, RunOutcome, RunRequest, Sandbox};
+use crate::settings::ScriptSettings;
 use crate::store::{
     Db, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
-    StoreResult, new_id,
+    StoreError, StoreResult, new_id,
 };
 
 /// How a run was triggered; stored as `trigger_type` and passed as
@@ -41,6 +47,24 @@ impl Trigger {
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 
+/// A run accepted by [`ExecutionService::submit`]: its recorded id, and the
+/// task running it (its result once stored).
+pub struct Accepted {
+    pub execution_id: String,
+    pub done: tokio::task::JoinHandle<StoreResult<Executed>>,
+}
+
+/// Why a run was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The tenant's queue is full; try again later.
+    #[error(transparent)]
+    Busy(#[from] TenantBusy),
+    /// Recording it failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A run that went through: what the sandbox said and the status stored.
 #[derive(Debug)]
 pub struct Executed {
@@ -56,9 +80,11 @@ pub struct ExecutionService {
     retry: RetryPolicy,
     metrics: crate::metrics::RunMetrics,
     in_flight: Arc<InFlight>,
+    gate: TenantGate,
 }
 
-/// Runs in progress on this node, so shutdown can wait for them.
+/// Runs in progress or waiting for a slot on this node, so shutdown can
+/// wait for them.
 #[derive(Default)]
 struct InFlight {
     count: std::sync::atomic::AtomicUsize,
@@ -98,6 +124,12 @@ impl ExecutionService {
         retry: RetryPolicy,
         metrics: crate::metrics::RunMetrics,
     ) -> Self {
+        let config = sandbox.config();
+        let gate = TenantGate::new(
+            config.pool_max,
+            config.tenant_max_concurrent(),
+            config.tenant_max_queued,
+        );
         Self {
             db,
             sandbox,
@@ -105,6 +137,7 @@ impl ExecutionService {
             retry,
             metrics,
             in_flight: Arc::default(),
+            gate,
         }
     }
 
@@ -150,18 +183,15 @@ impl ExecutionService {
         &self.node_id
     }
 
-    /// Records a run of `script` as `queued` and returns its id. The run
-    /// itself happens in [`Self::execute`].
-    pub async fn accept(
-        &self,
-        script: &ScriptRecord,
-        trigger: Trigger,
-        input: &Value,
-        attempt: i64,
-    ) -> StoreResult<String> {
-        let new = self.new_execution(script, trigger, input, attempt);
-        self.db.insert_execution(&new).await?;
-        Ok(new.id)
+    /// A slot for a run of `tenant`: at once, after a wait in the tenant's
+    /// queue, or refused when that queue is full.
+    pub fn admit(&self, tenant_id: &str) -> Result<Admission, TenantBusy> {
+        self.gate.admit(tenant_id)
+    }
+
+    /// Runs of `tenant` in flight and waiting on this node.
+    pub fn tenant_load(&self, tenant_id: &str) -> fair::TenantLoad {
+        self.gate.load(tenant_id)
     }
 
     /// The row of a run of `script` on this node.
@@ -169,7 +199,7 @@ impl ExecutionService {
         &self,
         script: &ScriptRecord,
         trigger: Trigger,
-        input: &Value,
+        input: String,
         attempt: i64,
     ) -> NewExecution {
         NewExecution {
@@ -178,40 +208,174 @@ impl ExecutionService {
             script_id: script.id.clone(),
             script_version: script.version,
             trigger_type: trigger.as_str().into(),
-            input: input.to_string(),
+            input,
             attempt,
             node_id: self.node_id.to_string(),
             scheduled_for: None,
         }
     }
 
-    /// Records a run that starts at once as `running` and returns its id;
-    /// continue with [`Self::run_started`].
-    pub async fn start_now(
+    /// Accepts a run of `script`: takes a slot for its tenant (or a place
+    /// in the tenant's queue), records the execution, and runs it in a task
+    /// of its own. Returns once the execution is recorded; the run goes on
+    /// (and is stored) even if the caller goes away.
+    ///
+    /// A run with a slot at once is recorded as `running` in one write. A
+    /// run that must wait is recorded as `queued` and keeps nothing of its
+    /// input in memory: it reads it back when its turn comes.
+    pub async fn submit(
         &self,
-        script: &ScriptRecord,
+        script: Arc<ScriptRecord>,
         trigger: Trigger,
         input: &Value,
         attempt: i64,
-    ) -> StoreResult<String> {
-        let new = self.new_execution(script, trigger, input, attempt);
-        self.db.insert_running_execution(&new).await?;
-        Ok(new.id)
+    ) -> Result<Accepted, SubmitError> {
+        let admission = self.admit(&script.tenant_id)?;
+        // Counted from now, waiting included, so shutdown waits for it.
+        let in_flight = InFlightGuard::new(&self.in_flight);
+        let new = self.new_execution(&script, trigger, input.to_string(), attempt);
+        let service = self.clone();
+        let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+        // Recording happens inside the task: a caller that goes away cannot
+        // leave a row that nothing will run.
+        let done = tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let id = new.id.clone();
+            let slot = match admission {
+                Admission::Now(slot) => {
+                    service.db.insert_running_execution(&new).await?;
+                    let _ = accepted_tx.send(id.clone());
+                    return service
+                        .run_started(slot, &id, &script, trigger, &new.input, attempt)
+                        .await;
+                }
+                Admission::Wait(ticket) => {
+                    service.db.insert_execution(&new).await?;
+                    let _ = accepted_tx.send(id.clone());
+                    drop(new);
+                    ticket.wait().await
+                }
+            };
+            service
+                .execute(slot, &id, &script, trigger, None, attempt)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "execution {id} was no longer queued when its turn came"
+                    ))
+                })
+        });
+        match accepted_rx.await {
+            Ok(execution_id) => Ok(Accepted { execution_id, done }),
+            // The task ended before recording: the insert failed.
+            Err(_) => match done.await {
+                Ok(Err(error)) => Err(error.into()),
+                Ok(Ok(_)) => unreachable!("a run is recorded before it ends"),
+                Err(join) => {
+                    Err(StoreError::Other(anyhow::anyhow!("the run's task failed: {join}")).into())
+                }
+            },
+        }
     }
 
-    /// Runs an execution recorded by [`Self::start_now`] and stores the result.
-    pub async fn run_started(
+    /// Submits a run and waits for it; returns the stored execution.
+    pub async fn run_to_end(
+        &self,
+        script: Arc<ScriptRecord>,
+        trigger: Trigger,
+        input: &Value,
+        attempt: i64,
+    ) -> Result<ExecutionRecord, SubmitError> {
+        let tenant_id = script.tenant_id.clone();
+        let accepted = self.submit(script, trigger, input, attempt).await?;
+        match accepted.done.await {
+            Ok(result) => {
+                result?;
+            }
+            Err(join) => {
+                return Err(
+                    StoreError::Other(anyhow::anyhow!("the run's task failed: {join}")).into(),
+                );
+            }
+        }
+        Ok(self
+            .db
+            .execution(&tenant_id, &accepted.execution_id)
+            .await?)
+    }
+
+    /// Runs an execution the scheduler claimed (recorded as `queued`), once
+    /// its tenant has a slot. `Ok(None)` when the record could no longer be
+    /// started (recovery marked it abandoned meanwhile).
+    pub async fn run_claimed(
         &self,
         execution_id: &str,
         script: &ScriptRecord,
-        trigger: Trigger,
         input: &Value,
         attempt: i64,
-    ) -> StoreResult<Executed> {
+    ) -> Result<Option<Executed>, SubmitError> {
+        let admission = self.admit(&script.tenant_id)?;
         let _in_flight = InFlightGuard::new(&self.in_flight);
+        let slot = match admission {
+            Admission::Now(slot) => slot,
+            Admission::Wait(ticket) => ticket.wait().await,
+        };
+        let input = input.to_string();
+        Ok(self
+            .execute(
+                slot,
+                execution_id,
+                script,
+                Trigger::Scheduled,
+                Some(&input),
+                attempt,
+            )
+            .await?)
+    }
+
+    /// Moves a queued execution to `running` and runs it. Without `input`
+    /// the input is read back from the record.
+    async fn execute(
+        &self,
+        slot: Slot,
+        execution_id: &str,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: Option<&str>,
+        attempt: i64,
+    ) -> StoreResult<Option<Executed>> {
+        if self.db.start_execution(execution_id).await.is_err() {
+            return Ok(None);
+        }
+        let stored;
+        let input = match input {
+            Some(input) => input,
+            None => {
+                stored = self.db.execution_by_id(execution_id).await?.input;
+                &stored
+            }
+        };
+        self.run_started(slot, execution_id, script, trigger, input, attempt)
+            .await
+            .map(Some)
+    }
+
+    /// Runs an execution recorded as `running` and stores the result. A
+    /// failed run of a scheduled occurrence is followed by a retry, or is
+    /// `dead` after the script's last one.
+    async fn run_started(
+        &self,
+        slot: Slot,
+        execution_id: &str,
+        script: &ScriptRecord,
+        trigger: Trigger,
+        input: &str,
+        attempt: i64,
+    ) -> StoreResult<Executed> {
         let outcome = self
             .run_script(execution_id, script, trigger, input, attempt)
             .await;
+        drop(slot);
         let finished = finished_run(&outcome);
         let retry = (trigger == Trigger::Scheduled).then_some(&self.retry);
         let status = self
@@ -231,100 +395,12 @@ impl ExecutionService {
         Ok(Executed { outcome, status })
     }
 
-    /// Runs an accepted execution to its end and stores the result. Returns
-    /// the sandbox's outcome and the stored status (`None` if the record
-    /// could not be started, for instance because recovery already marked
-    /// it abandoned). A failed run of a scheduled occurrence is followed by
-    /// a retry, or is `dead` after the script's last one.
-    pub async fn execute(
-        &self,
-        execution_id: &str,
-        script: &ScriptRecord,
-        trigger: Trigger,
-        input: &Value,
-        attempt: i64,
-    ) -> StoreResult<Option<Executed>> {
-        if self.db.start_execution(execution_id).await.is_err() {
-            return Ok(None);
-        }
-        self.run_started(execution_id, script, trigger, input, attempt)
-            .await
-            .map(Some)
-    }
-
-    /// Accepts and runs to the end; returns the stored execution.
-    pub async fn run_now(
-        &self,
-        script: &ScriptRecord,
-        trigger: Trigger,
-        input: &Value,
-    ) -> StoreResult<ExecutionRecord> {
-        let id = self.accept(script, trigger, input, 0).await?;
-        self.finish_accepted(&id, script, trigger, input, 0).await
-    }
-
-    /// Runs an accepted execution and returns it stored. The run is a task
-    /// of its own, so a caller that goes away (an HTTP client disconnecting)
-    /// does not cut it short: it still finishes and is recorded.
-    pub async fn finish_accepted(
-        &self,
-        execution_id: &str,
-        script: &ScriptRecord,
-        trigger: Trigger,
-        input: &Value,
-        attempt: i64,
-    ) -> StoreResult<ExecutionRecord> {
-        let service = self.clone();
-        let (id, owned_script, owned_input) =
-            (execution_id.to_owned(), script.clone(), input.clone());
-        let run = tokio::spawn(async move {
-            service
-                .execute(&id, &owned_script, trigger, &owned_input, attempt)
-                .await
-                .map(|_| ())
-        });
-        match run.await {
-            Ok(result) => result?,
-            Err(join) => {
-                return Err(crate::store::StoreError::Other(anyhow::anyhow!(
-                    "the run's task failed: {join}"
-                )));
-            }
-        }
-        self.db.execution(&script.tenant_id, execution_id).await
-    }
-
-    /// Accepts now and runs in the background; returns the execution id.
-    pub async fn run_async(
-        &self,
-        script: ScriptRecord,
-        trigger: Trigger,
-        input: Value,
-    ) -> StoreResult<String> {
-        let id = self.accept(&script, trigger, &input, 0).await?;
-        let service = self.clone();
-        let execution_id = id.clone();
-        tokio::spawn(async move {
-            if let Err(error) = service
-                .execute(&execution_id, &script, trigger, &input, 0)
-                .await
-            {
-                tracing::error!(
-                    execution_id,
-                    error = format!("{error:#}"),
-                    "storing a run failed"
-                );
-            }
-        });
-        Ok(id)
-    }
-
     async fn run_script(
         &self,
         execution_id: &str,
         script: &ScriptRecord,
         trigger: Trigger,
-        input: &Value,
+        input: &str,
         attempt: i64,
     ) -> RunOutcome {
         let failed = |failure: RunFailure| RunOutcome {
@@ -332,8 +408,24 @@ impl ExecutionService {
             logs: Vec::new(),
             usage: Default::default(),
         };
-        let overrides: LimitOverrides = serde_json::from_str(&script.limits).unwrap_or_default();
-        let limits = match self.sandbox.config().limits_with(&overrides) {
+        // Settings that do not decode fail closed: nothing runs.
+        let settings = match ScriptSettings::decode(script) {
+            Ok(settings) => settings,
+            Err(misconfigured) => {
+                tracing::error!(
+                    script_id = script.id,
+                    execution_id,
+                    error = %misconfigured,
+                    "script misconfigured; the run is refused"
+                );
+                return failed(RunFailure {
+                    kind: crate::sandbox::ErrorKind::Internal,
+                    message: format!("script misconfigured: {misconfigured}"),
+                    stack: None,
+                });
+            }
+        };
+        let limits = match self.sandbox.config().limits_with(&settings.limits) {
             Ok(limits) => limits,
             Err(why) => {
                 return failed(RunFailure {
@@ -367,7 +459,7 @@ impl ExecutionService {
         });
         let request = RunRequest {
             tenant: script.tenant_id.clone(),
-            input: input.to_string(),
+            input: input.to_owned(),
             context: context.to_string(),
             limits,
         };

@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::fetch::{FetchRequest, Fetcher};
 use super::kv::{self, KvStore, TenantCache};
-use super::limits::MemoryLimiter;
+use super::limits::{LOG_LINE_OVERHEAD, LogBudget, MemoryLimiter};
 
 wasmtime::component::bindgen!({
     world: "script-runtime",
@@ -74,17 +74,18 @@ pub struct RunState {
     pub started: Instant,
     pub deadline: Instant,
     pub logs: Vec<LogLine>,
+    /// Bytes of `logs`, each line counted with [`LOG_LINE_OVERHEAD`].
     pub log_bytes: usize,
-    pub max_log_bytes: usize,
-    /// Set when console output passed `max_log_bytes` and ended the run.
-    pub log_overflow: bool,
+    pub log_budget: LogBudget,
+    /// Lines written after the budget ran out, counted but not kept.
+    pub dropped_lines: u64,
     /// Set when the epoch callback found the deadline passed.
     pub timed_out: bool,
     pub api: ApiCalls,
 }
 
 impl RunState {
-    pub fn new(tenant: String, timeout: Duration, max_log_bytes: usize) -> Self {
+    pub fn new(tenant: String, timeout: Duration, log_budget: LogBudget) -> Self {
         let started = Instant::now();
         Self {
             tenant,
@@ -92,8 +93,8 @@ impl RunState {
             deadline: started + timeout,
             logs: Vec::new(),
             log_bytes: 0,
-            max_log_bytes,
-            log_overflow: false,
+            log_budget,
+            dropped_lines: 0,
             timed_out: false,
             api: ApiCalls::default(),
         }
@@ -101,6 +102,20 @@ impl RunState {
 
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The run's console lines, ending with a note of how many more were
+    /// written past the budget, if any.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        let mut logs = std::mem::take(&mut self.logs);
+        if self.dropped_lines > 0 {
+            logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!("[truncated: {} more lines]", self.dropped_lines),
+                at_ms: self.started.elapsed().as_millis() as u64,
+            });
+        }
+        logs
     }
 }
 
@@ -123,7 +138,11 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_cap),
             services,
-            run: RunState::new(String::new(), Duration::from_secs(3600), 0),
+            run: RunState::new(
+                String::new(),
+                Duration::from_secs(3600),
+                LogBudget::default(),
+            ),
         }
     }
 }
@@ -155,14 +174,17 @@ fn record(usage: &mut ApiUsage, started: Instant) {
 impl log::Host for HostState {
     async fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let run = &mut self.run;
-        run.log_bytes += message.len();
-        if run.log_bytes > run.max_log_bytes {
-            run.log_overflow = true;
-            wasmtime::bail!(
-                "console output exceeded the limit of {} bytes",
-                run.max_log_bytes
-            );
+        // Past either budget the run goes on; its lines are counted, not
+        // kept, and the stored logs end with how many there were.
+        let cost = message.len() + LOG_LINE_OVERHEAD;
+        if run.dropped_lines > 0
+            || run.logs.len() >= run.log_budget.max_lines
+            || run.log_bytes + cost > run.log_budget.max_bytes
+        {
+            run.dropped_lines += 1;
+            return Ok(());
         }
+        run.log_bytes += cost;
         let level = match level {
             log::Level::Debug => LogLevel::Debug,
             log::Level::Info => LogLevel::Info,
@@ -254,12 +276,15 @@ impl db::Host for HostState {
 
     async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, String>> {
         let started = Instant::now();
-        let result = self
-            .services
-            .db
-            .list(&self.run.tenant, &prefix, kv::MAX_LIST_KEYS)
-            .await
-            .map_err(storage_error);
+        let result = match kv::check_prefix(&prefix) {
+            Err(why) => Err(why),
+            Ok(()) => self
+                .services
+                .db
+                .list(&self.run.tenant, &prefix, kv::MAX_LIST_KEYS)
+                .await
+                .map_err(storage_error),
+        };
         record(&mut self.run.api.db, started);
         Ok(result)
     }

@@ -163,19 +163,40 @@ pub fn check_entry(key: &str, value: Option<&str>) -> Result<(), String> {
     if key.is_empty() {
         return Err("key must not be empty".into());
     }
+    // PostgreSQL text cannot hold NUL; refuse it on every backend alike.
+    if key.contains('\0') {
+        return Err("key must not contain NUL (\\0)".into());
+    }
     if key.len() > MAX_KEY_BYTES {
         return Err(format!(
             "key is {} bytes, over the limit of {MAX_KEY_BYTES}",
             key.len()
         ));
     }
-    if let Some(value) = value
-        && value.len() > MAX_VALUE_BYTES
-    {
+    if let Some(value) = value {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(format!(
+                "value is {} bytes, over the limit of {MAX_VALUE_BYTES}",
+                value.len()
+            ));
+        }
+        if value.contains('\0') {
+            return Err("value must not contain NUL (\\0)".into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `list` prefix, with a message fit for the script.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() > MAX_KEY_BYTES {
         return Err(format!(
-            "value is {} bytes, over the limit of {MAX_VALUE_BYTES}",
-            value.len()
+            "prefix is {} bytes, over the limit of {MAX_KEY_BYTES}",
+            prefix.len()
         ));
+    }
+    if prefix.contains('\0') {
+        return Err("prefix must not contain NUL (\\0)".into());
     }
     Ok(())
 }
@@ -216,6 +237,9 @@ mod tests {
     #[test]
     fn entry_limits_name_what_is_wrong() {
         assert!(check_entry("k", Some("v")).is_ok());
+        assert!(check_entry("a\0b", None).unwrap_err().contains("NUL"));
+        assert!(check_entry("k", Some("\0")).unwrap_err().contains("NUL"));
+        assert!(check_prefix("u\0").unwrap_err().contains("NUL"));
         assert_eq!(check_entry("", None).unwrap_err(), "key must not be empty");
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         assert!(

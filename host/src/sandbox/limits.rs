@@ -22,8 +22,23 @@ pub struct RunLimits {
     pub timeout_ms: u64,
     /// Largest JSON output (or `Response` body) in bytes.
     pub max_output_bytes: u32,
-    /// Largest total of console output in bytes.
+    /// Largest total of console output in bytes, each line counted as its
+    /// bytes plus [`LOG_LINE_OVERHEAD`].
     pub max_log_bytes: u32,
+    /// Most console lines kept.
+    pub max_log_lines: u32,
+}
+
+/// What each console line costs against `max_log_bytes` beyond its own
+/// bytes: about what storing and returning it costs (level, time, JSON), so
+/// empty lines are not free.
+pub const LOG_LINE_OVERHEAD: usize = 64;
+
+/// How much console output a run may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogBudget {
+    pub max_bytes: usize,
+    pub max_lines: usize,
 }
 
 impl RunLimits {
@@ -33,6 +48,13 @@ impl RunLimits {
 
     pub fn memory_bytes(&self) -> usize {
         (self.memory_mb as usize) << 20
+    }
+
+    pub fn log_budget(&self) -> LogBudget {
+        LogBudget {
+            max_bytes: self.max_log_bytes as usize,
+            max_lines: self.max_log_lines as usize,
+        }
     }
 }
 
@@ -44,6 +66,7 @@ impl Default for RunLimits {
             timeout_ms: 5_000,
             max_output_bytes: 1 << 20,
             max_log_bytes: 256 << 10,
+            max_log_lines: 1_000,
         }
     }
 }
@@ -59,7 +82,7 @@ pub enum ErrorKind {
     MemoryLimit,
     /// The run passed its wall-clock deadline.
     Timeout,
-    /// The output or the logs exceeded their size limit.
+    /// The output exceeded its size limit.
     OutputLimit,
     /// Recursion exhausted the JavaScript or wasm stack.
     StackOverflow,

@@ -52,8 +52,11 @@ pub struct SandboxConfig {
     pub timeout_ms: u64,
     /// Largest JSON output per run, bytes.
     pub max_output_bytes: u32,
-    /// Largest console output per run, bytes.
+    /// Largest console output per run, bytes; each line costs its bytes
+    /// plus [`limits::LOG_LINE_OVERHEAD`].
     pub max_log_bytes: u32,
+    /// Most console lines kept per run.
+    pub max_log_lines: u32,
     /// The most a script may raise `fuel` to.
     pub max_fuel: u64,
     /// The most a script may raise `memory_mb` to. Also sizes each pool slot.
@@ -66,6 +69,12 @@ pub struct SandboxConfig {
     /// about 4 GiB of address space (not memory) three times over: running,
     /// ready and being torn down.
     pub pool_max: usize,
+    /// Most runs of one tenant in flight on this node; 0 means half of
+    /// `pool_max` (at least 1).
+    pub tenant_max_concurrent: usize,
+    /// Most runs of one tenant waiting for a slot on this node; past it new
+    /// runs are refused (429) and scheduled occurrences skipped.
+    pub tenant_max_queued: usize,
     /// Compiled scripts kept in memory.
     pub compile_cache_size: u64,
     /// Bytes `sdk.cache` may hold across all tenants.
@@ -84,11 +93,14 @@ impl Default for SandboxConfig {
             timeout_ms: run.timeout_ms,
             max_output_bytes: run.max_output_bytes,
             max_log_bytes: run.max_log_bytes,
+            max_log_lines: run.max_log_lines,
             max_fuel: 50_000_000_000,
             max_memory_mb: 256,
             max_timeout_ms: 60_000,
             pool_min: 2,
             pool_max: 16,
+            tenant_max_concurrent: 0,
+            tenant_max_queued: 1_000,
             compile_cache_size: 10_000,
             cache_max_bytes: 64 << 20,
             artifact_dir: None,
@@ -105,6 +117,15 @@ impl SandboxConfig {
             timeout_ms: self.timeout_ms,
             max_output_bytes: self.max_output_bytes,
             max_log_bytes: self.max_log_bytes,
+            max_log_lines: self.max_log_lines,
+        }
+    }
+
+    /// `tenant_max_concurrent`, with 0 read as half of `pool_max`.
+    pub fn tenant_max_concurrent(&self) -> usize {
+        match self.tenant_max_concurrent {
+            0 => (self.pool_max / 2).max(1),
+            n => n.min(self.pool_max),
         }
     }
 
@@ -141,6 +162,9 @@ impl SandboxConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.pool_max == 0 {
             return Err("sandbox.pool_max must be at least 1".into());
+        }
+        if self.max_log_lines == 0 {
+            return Err("sandbox.max_log_lines must be at least 1".into());
         }
         if self.pool_min > self.pool_max {
             return Err("sandbox.pool_min must not exceed sandbox.pool_max".into());
@@ -215,6 +239,35 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Reply {
+    /// Whether the reply can be sent as HTTP: a status from 200 to 599 and
+    /// header names and values that are valid on the wire (RFC 9110 tokens;
+    /// no CR, LF or NUL in values). The message names what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if !(200..=599).contains(&self.status) {
+            return Err(format!(
+                "the Response status {} is not allowed: use 200-599",
+                self.status
+            ));
+        }
+        for (name, value) in &self.headers {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || !name.bytes().all(token) {
+                return Err(format!(
+                    "the Response header name {name:?} is not valid HTTP"
+                ));
+            }
+            let field = |b: u8| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80;
+            if !value.bytes().all(field) {
+                return Err(format!(
+                    "the Response header {name} has a value that is not valid HTTP"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A successful run's result.
@@ -306,7 +359,7 @@ impl Sandbox {
     pub fn start(config: SandboxConfig, fetch: FetchConfig, db: Arc<dyn KvStore>) -> Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let engine = engine::build_engine(engine::EngineLimits {
-            instance_slots: (config.pool_max as u32) * 3 + 4,
+            instance_slots: ((config.pool_max + pool::COMPILE_SLOTS) as u32) * 3 + 4,
             max_memory_mb: config.max_memory_mb,
         })?;
         let artifact_dir = config
@@ -355,7 +408,7 @@ impl Sandbox {
     /// Compiles source to bytecode in a fresh instance. Nothing in it runs.
     pub async fn compile(&self, source: &str) -> Result<Arc<Bytecode>, CompileFailure> {
         let limits = self.config.default_limits();
-        let mut lease = self.lease().await?;
+        let mut lease = self.lease(pool::Purpose::Compile).await?;
         let (store, bindings) = lease.parts();
         prepare(store, &limits, String::new())?;
         let call = bindings
@@ -410,7 +463,7 @@ impl Sandbox {
 
     /// Runs bytecode in a fresh instance under `request.limits`.
     pub async fn run(&self, bytecode: &Bytecode, request: RunRequest) -> RunOutcome {
-        let mut lease = match self.lease().await {
+        let mut lease = match self.lease(pool::Purpose::Run).await {
             Ok(lease) => lease,
             Err(failure) => {
                 return RunOutcome {
@@ -448,26 +501,32 @@ impl Sandbox {
         let wall = started.elapsed();
 
         let result = match result {
-            Ok(Ok(Ok(out))) => Ok(RunSuccess {
-                output: out.json,
-                reply: out.reply.map(|r| Reply {
+            Ok(Ok(Ok(out))) => {
+                let reply = out.reply.map(|r| Reply {
                     status: r.status,
                     headers: r.headers,
                     body: r.body,
-                }),
-            }),
+                });
+                match reply.as_ref().map(Reply::check) {
+                    Some(Err(why)) => Err(RunFailure::new(ErrorKind::OutputError, why)),
+                    _ => Ok(RunSuccess {
+                        output: out.json,
+                        reply,
+                    }),
+                }
+            }
             Ok(Ok(Err(e))) => Err(guest_failure(store, e)),
             Ok(Err(trap)) => Err(classify_trap(store, trap)),
             Err(_) => Err(timeout_failure(&limits)),
         };
         let fuel_left = store.get_fuel().unwrap_or(0);
-        let run = std::mem::replace(
+        let mut run = std::mem::replace(
             &mut store.data_mut().run,
-            RunState::new(String::new(), Duration::ZERO, 0),
+            RunState::new(String::new(), Duration::ZERO, Default::default()),
         );
         RunOutcome {
             result,
-            logs: run.logs,
+            logs: run.take_logs(),
             usage: Usage {
                 fuel_used: limits.fuel.saturating_sub(fuel_left),
                 memory_peak_bytes: store.data().limiter.peak_bytes() as u64,
@@ -479,8 +538,8 @@ impl Sandbox {
         }
     }
 
-    async fn lease(&self) -> Result<pool::Lease, RunFailure> {
-        self.pool.lease().await.map_err(|error| {
+    async fn lease(&self, purpose: pool::Purpose) -> Result<pool::Lease, RunFailure> {
+        self.pool.lease(purpose).await.map_err(|error| {
             tracing::error!(error = format!("{error:#}"), "no sandbox instance");
             RunFailure::new(ErrorKind::Internal, "no sandbox instance is available")
         })
@@ -499,7 +558,7 @@ fn prepare(
     store.set_epoch_deadline(1);
     let state = store.data_mut();
     state.limiter.set_cap(limits.memory_bytes());
-    state.run = RunState::new(tenant, limits.timeout(), limits.max_log_bytes as usize);
+    state.run = RunState::new(tenant, limits.timeout(), limits.log_budget());
     Ok(())
 }
 
@@ -545,15 +604,6 @@ fn classify_trap(
     let state = store.data();
     if state.run.timed_out {
         return RunFailure::new(ErrorKind::Timeout, "the run exceeded its deadline");
-    }
-    if state.run.log_overflow {
-        return RunFailure::new(
-            ErrorKind::OutputLimit,
-            format!(
-                "console output exceeded the limit of {} bytes",
-                state.run.max_log_bytes
-            ),
-        );
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {

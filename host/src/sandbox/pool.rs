@@ -4,8 +4,9 @@
 //! demand between `pool_min` and `pool_max`: it doubles when a run finds the
 //! pool empty, and once a second it follows the peak number of runs in use
 //! (with half again as headroom). A semaphore of `pool_max` permits bounds the
-//! runs in flight so the pooling allocator is never asked for more slots than
-//! it has. Finished instances are dropped on a thread of their own, so
+//! runs in flight, and [`COMPILE_SLOTS`] more permits of their own serve
+//! compiles, so saving a script never waits behind runs; together they keep
+//! the pooling allocator from being asked for more slots than it has. Finished instances are dropped on a thread of their own, so
 //! tearing down memory is off the run's critical path.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,17 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::engine::EpochTicker;
 use super::host_api::{self, HostServices, HostState, ScriptRuntime, ScriptRuntimePre};
+
+/// Instances reserved for compiling (saving a script), beside `pool_max`
+/// for runs.
+pub const COMPILE_SLOTS: usize = 2;
+
+/// What an instance is leased for; each has its own permits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Compile,
+}
 
 /// How often the ready target follows demand.
 const ADAPT_EVERY: Duration = Duration::from_secs(1);
@@ -52,6 +64,7 @@ pub struct SandboxPool {
     min: usize,
     max: usize,
     permits: Arc<Semaphore>,
+    compile_permits: Arc<Semaphore>,
     // A std Mutex: it is held only to push or pop, never across an await.
     ready: Mutex<Vec<Ready>>,
     target: AtomicUsize,
@@ -140,6 +153,7 @@ impl SandboxPool {
             min,
             max,
             permits: Arc::new(Semaphore::new(max)),
+            compile_permits: Arc::new(Semaphore::new(COMPILE_SLOTS)),
             ready: Mutex::new(Vec::with_capacity(max)),
             target: AtomicUsize::new(min.max(1)),
             in_use: AtomicUsize::new(0),
@@ -157,11 +171,15 @@ impl SandboxPool {
         &self.engine
     }
 
-    /// Waits for a permit, then takes a ready instance (or makes one).
-    pub async fn lease(self: &Arc<Self>) -> Result<Lease> {
+    /// Waits for a permit of `purpose`, then takes a ready instance (or
+    /// makes one).
+    pub async fn lease(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
         let started = Instant::now();
-        let permit = self
-            .permits
+        let permits = match purpose {
+            Purpose::Run => &self.permits,
+            Purpose::Compile => &self.compile_permits,
+        };
+        let permit = permits
             .clone()
             .acquire_owned()
             .await

@@ -65,16 +65,56 @@ impl KvStore for DbKv {
         limit: usize,
     ) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
         Box::pin(async move {
-            // A range instead of LIKE: no escaping, and it uses the primary key.
-            // Keys are text; the upper bound is the prefix followed by the
-            // largest code point.
-            let upper = format!("{prefix}\u{10FFFF}");
-            let rows: Vec<(String,)> = on_pool!(&self.db, pool => {
-                sqlx::query_as("SELECT key FROM kv WHERE tenant_id = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4")
-                    .bind(tenant).bind(prefix).bind(&upper).bind(limit as i64)
-                    .fetch_all(pool).await
-            })?;
+            // A range instead of LIKE: no escaping, and it uses the primary
+            // key. Keys compare by code point on both backends (SQLite's
+            // binary collation, `COLLATE "C"` on PostgreSQL).
+            let rows: Vec<(String,)> = match prefix_successor(prefix) {
+                Some(upper) => on_pool!(&self.db, pool => {
+                    sqlx::query_as("SELECT key FROM kv WHERE tenant_id = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4")
+                        .bind(tenant).bind(prefix).bind(&upper).bind(limit as i64)
+                        .fetch_all(pool).await
+                })?,
+                None => on_pool!(&self.db, pool => {
+                    sqlx::query_as("SELECT key FROM kv WHERE tenant_id = $1 AND key >= $2 ORDER BY key LIMIT $3")
+                        .bind(tenant).bind(prefix).bind(limit as i64)
+                        .fetch_all(pool).await
+                })?,
+            };
             Ok(rows.into_iter().map(|(k,)| k).collect())
         })
+    }
+}
+
+/// The least string greater than every string that starts with `prefix`
+/// (the prefix with its last character incremented, after dropping trailing
+/// U+10FFFF); `None` when there is none (empty or all U+10FFFF).
+pub fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn successors_bound_every_key_with_the_prefix() {
+        assert_eq!(prefix_successor("user:").as_deref(), Some("user;"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor(""), None);
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+        let upper = prefix_successor("user:").unwrap();
+        assert!("user:\u{10FFFF}x" < upper.as_str());
     }
 }

@@ -23,6 +23,9 @@ use crate::config::{Backoff, SchedulerConfig};
 pub struct RetryPolicy {
     pub backoff: Backoff,
     pub max_delay_ms: i64,
+    /// `[scheduler] max_retries_cap`: rows stored before it existed (or
+    /// edited by hand) never retry more often than this.
+    pub max_retries: i64,
 }
 
 impl RetryPolicy {
@@ -30,12 +33,17 @@ impl RetryPolicy {
         Self {
             backoff: config.backoff,
             max_delay_ms: config.backoff_max_ms as i64,
+            max_retries: i64::from(config.max_retries_cap),
         }
     }
 
     /// The delay before retry number `attempt` (1 for the first), given the
     /// script's `retry_delay_ms`.
     pub fn delay_ms(&self, base_ms: i64, attempt: i64) -> i64 {
+        // Out-of-range stored delays (rows older than the bounds, or edited
+        // by hand) are brought back within 1 s - 7 days.
+        let range = crate::config::RETRY_DELAY_RANGE_MS;
+        let base_ms = base_ms.clamp(*range.start() as i64, *range.end() as i64);
         match self.backoff {
             Backoff::Fixed => base_ms,
             Backoff::Exponential => {
@@ -72,7 +80,9 @@ macro_rules! follow_up {
         .fetch_optional($conn)
         .await?;
         match row {
-            Some((attempt, Some(_), Some(max_retries), Some(delay))) if attempt < max_retries => {
+            Some((attempt, Some(_), Some(max_retries), Some(delay)))
+                if attempt < max_retries.min($policy.max_retries) =>
+            {
                 let run_after = $now + $policy.delay_ms(delay, attempt + 1);
                 sqlx::query(
                     "INSERT INTO executions (id, tenant_id, script_id, script_version, \
@@ -282,4 +292,20 @@ impl Db {
 /// The input of a scheduled run: `{ scheduledAt }` as RFC 3339.
 pub fn scheduled_input(scheduled_at: &str) -> serde_json::Value {
     json!({ "scheduledAt": scheduled_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_delays_out_of_range_are_brought_back_within_bounds() {
+        let policy = RetryPolicy::default();
+        // -1 is what u64::MAX became when it was stored unchecked.
+        assert_eq!(policy.delay_ms(-1, 1), 1_000);
+        assert_eq!(policy.delay_ms(0, 1), 1_000);
+        assert_eq!(policy.delay_ms(i64::MAX, 1), 604_800_000);
+        assert_eq!(policy.delay_ms(5_000, 1), 5_000);
+        assert_eq!(policy.max_retries, 25);
+    }
 }

@@ -42,6 +42,11 @@ pub fn verify(
     now: i64,
 ) -> Result<(), Refused> {
     let secret = auth.secret.as_deref().unwrap_or_default();
+    // A scheme with a secret never runs with an empty one: an HMAC with an
+    // empty key is one anybody can make.
+    if auth.kind != AuthType::None && secret.is_empty() {
+        return Err(refused("the script's webhook secret is not set"));
+    }
     match auth.kind {
         AuthType::None => Ok(()),
         AuthType::Bearer => {
@@ -148,7 +153,12 @@ fn check_mac(key: &[u8], parts: &[&[u8]], signature: &[u8]) -> Result<(), Refuse
 }
 
 fn check_fresh(timestamp: i64, now: i64) -> Result<(), Refused> {
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    // Checked: a timestamp near i64::MIN or MAX must not wrap into the window.
+    let fresh = now
+        .checked_sub(timestamp)
+        .and_then(i64::checked_abs)
+        .is_some_and(|age| age <= TOLERANCE_SECS);
+    if !fresh {
         return Err(refused(format!(
             "signature timestamp {timestamp} is more than {TOLERANCE_SECS} s from now"
         )));
@@ -235,5 +245,48 @@ mod tests {
         assert!(standard_webhooks_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
         assert!(standard_webhooks_key("whsec_not base64!").is_err());
         assert!(standard_webhooks_key("whsec_").is_err());
+    }
+
+    #[test]
+    fn timestamps_far_from_now_are_stale_without_overflowing() {
+        // A valid signature over a timestamp 2^63 s in the past: the age does
+        // not fit an i64, and must not wrap into the window.
+        let stripe = auth(AuthType::HmacStripe, "whsec_test");
+        let now = 1_700_000_000_i64;
+        for t in [i64::MIN, now.wrapping_sub(i64::MAX), i64::MAX] {
+            let mut mac = HmacSha256::new_from_slice(b"whsec_test").unwrap();
+            mac.update(format!("{t}.").as_bytes());
+            mac.update(b"{}");
+            let sig = hex::encode(mac.finalize().into_bytes());
+            let h = headers(&[("stripe-signature", &format!("t={t},v1={sig}"))]);
+            let refused = verify(&stripe, &h, b"{}", now).unwrap_err();
+            assert!(refused.0.contains("from now"), "{t}: {refused:?}");
+        }
+        assert!(check_fresh(now - TOLERANCE_SECS, now).is_ok());
+        assert!(check_fresh(now + TOLERANCE_SECS + 1, now).is_err());
+    }
+
+    #[test]
+    fn schemes_with_a_secret_refuse_an_empty_one() {
+        let body = b"Hello, World!";
+        // HMAC-SHA256 of the body under the empty key.
+        let mut mac = HmacSha256::new_from_slice(b"").unwrap();
+        mac.update(body);
+        let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        for secret in [None, Some(String::new())] {
+            let github = WebhookAuth {
+                kind: AuthType::HmacGithub,
+                secret: secret.clone(),
+            };
+            let h = headers(&[("x-hub-signature-256", &sig)]);
+            let refused = verify(&github, &h, body, 0).unwrap_err();
+            assert!(refused.0.contains("secret is not set"), "{refused:?}");
+            let bearer = WebhookAuth {
+                kind: AuthType::Bearer,
+                secret,
+            };
+            let h = headers(&[("authorization", "Bearer ")]);
+            assert!(verify(&bearer, &h, b"", 0).is_err());
+        }
     }
 }

@@ -1,39 +1,58 @@
-//! `ANY /api/webhooks/{tenant}/{path...}`: runs the enabled webhook script
-//! of that tenant whose `webhook_path` matches.
+//! The public listener: `ANY /{tenant}/{path...}` (or `ANY /{path...}` on
+//! the tenant's own host, see [`public`]) runs the enabled webhook script of
+//! that tenant whose `webhook_path` matches. Nothing else is served there:
+//! the API and the dashboard live on the admin listener, on another origin.
 //!
-//! Before anything runs, in this order: the route (404), the method (405),
-//! the script's rate limit (429 with `Retry-After`), the body limit (413)
-//! and the script's auth (401). Then the call is accepted: its execution is
+//! Before anything runs, in this order: the route (404), the script's
+//! stored settings (500 `script misconfigured` when they do not decode), the
+//! method (405), the script's rate limit (429 with `Retry-After`), the body
+//! limit (413), the script's auth (401) and the tenant's fair share (429
+//! when its queue is full). Then the call is accepted: its execution is
 //! recorded (trigger `webhook`) and run in a task of its own, so it finishes
 //! and is stored even if the client goes away. The reply waits for the run
 //! (up to `webhooks.sync_timeout_ms`, else 504) and is `{"result": ...}`,
-//! `{"error": ...}` (500), or the script's own `Response`; with
-//! `Prefer: respond-async` or `?async=true` it is 202 `{"execution_id"}`.
+//! `{"error": ...}` (500), or the script's own `Response`, checked (see
+//! [`reply`]); with `Prefer: respond-async` or `?async=true` it is 202
+//! `{"execution_id"}`.
 
 pub mod auth;
 mod limiter;
+pub mod public;
+mod reply;
 mod routes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use limiter::Limiters;
+pub use public::{PublicUrl, Routing};
 pub use routes::Routes;
 
+pub use crate::settings::{AuthType, RateLimit, WebhookAuth};
+
 use crate::api::{AppError, AppState};
-use crate::exec::Trigger;
+use crate::exec::{SubmitError, Trigger};
+use crate::settings::ScriptSettings;
 
 /// `webhooks.*` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Address of the public listener, which serves webhooks only.
+    pub listen: String,
+    /// Where the world reaches the public listener, for `webhook_url`.
+    /// Empty: `http://<listen>`. With `{tenant}` in the host name
+    /// (`https://{tenant}.hooks.example.com`) tenants are routed by `Host`
+    /// and each has an origin of its own.
+    pub public_url: String,
     /// How long a synchronous call waits for its run, ms; then 504 (the run
     /// goes on and is recorded).
     pub sync_timeout_ms: u64,
@@ -48,6 +67,8 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
+            listen: "127.0.0.1:8081".into(),
+            public_url: String::new(),
             sync_timeout_ms: 30_000,
             body_limit: 1 << 20,
             rps: 10,
@@ -67,41 +88,17 @@ impl WebhookConfig {
         Ok(())
     }
 
+    /// The parsed `public_url`.
+    pub fn public_url(&self) -> Result<PublicUrl, String> {
+        PublicUrl::parse(&self.public_url, &self.listen)
+    }
+
     pub fn default_limit(&self) -> RateLimit {
         RateLimit {
             rps: self.rps,
             burst: self.burst,
         }
     }
-}
-
-/// A script's `rate_limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    pub rps: u32,
-    pub burst: u32,
-}
-
-/// A script's `webhook_auth.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthType {
-    None,
-    Bearer,
-    HmacGithub,
-    HmacStripe,
-    StandardWebhooks,
-}
-
-/// A script's `webhook_auth`; the secret is stored, never shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookAuth {
-    #[serde(rename = "type")]
-    pub kind: AuthType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
 }
 
 /// Header naming the execution a webhook call started.
@@ -116,7 +113,26 @@ fn rejected(state: &AppState, reason: &str) {
         .inc();
 }
 
-pub async fn handle(
+/// The public listener's routes: webhooks, and 404 for anything else.
+pub fn public_app(state: AppState) -> Router {
+    let routing = state.public_url.routing().clone();
+    let router = match routing {
+        Routing::Path => Router::new().route("/{tenant}/{*path}", axum::routing::any(by_path)),
+        Routing::Host { .. } => Router::new()
+            .route("/", axum::routing::any(by_host))
+            .route("/{*path}", axum::routing::any(by_host)),
+    };
+    router
+        .fallback(|| async { AppError::NotFound("Webhook endpoint not found".into()) })
+        .layer(axum::middleware::map_response(move |response: Response| {
+            let routing = routing.clone();
+            async move { reply::public_headers(response, &routing) }
+        }))
+        .with_state(state)
+}
+
+/// `ANY /{tenant}/{path...}` with path routing.
+async fn by_path(
     State(state): State<AppState>,
     Path((tenant, path)): Path<(String, String)>,
     method: Method,
@@ -124,31 +140,92 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    // Leading and trailing slashes do not matter: `hooks/a/` is `/hooks/a`.
-    let path = format!("/{}", path.trim_matches('/'));
-    let Some(script) = state.routes.lookup(state.exec.db(), &tenant, &path).await? else {
+    serve(state, &tenant, &path, method, uri, headers, body).await
+}
+
+/// `ANY /{path...}` on a tenant's own host, with host routing.
+async fn by_host(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let Some(tenant) = state.public_url.tenant_from_host(host) else {
         rejected(&state, "not_found");
         return Err(AppError::NotFound("Webhook endpoint not found".into()));
     };
+    let path = uri.path().to_owned();
+    serve(state, &tenant, &path, method, uri, headers, body).await
+}
 
-    if let Some(methods) = script.webhook_methods.as_deref() {
-        let allowed: Vec<String> = serde_json::from_str(methods).unwrap_or_default();
-        if !allowed.is_empty() && !allowed.iter().any(|m| m == method.as_str()) {
-            rejected(&state, "method_not_allowed");
-            let message = format!("method {method} is not allowed; use {}", allowed.join(", "));
+/// The admin listener's old webhook route: webhooks moved to the public
+/// listener, on another origin.
+pub async fn moved(
+    State(state): State<AppState>,
+    Path((tenant, path)): Path<(String, String)>,
+) -> AppError {
+    let path = format!("/{}", path.trim_matches('/'));
+    AppError::NotFound(format!(
+        "webhooks are served on the public listener: {}",
+        state.public_url.webhook_url(&tenant, &path)
+    ))
+}
+
+async fn serve(
+    state: AppState,
+    tenant: &str,
+    path: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    // Leading and trailing slashes do not matter: `hooks/a/` is `/hooks/a`.
+    let path = format!("/{}", path.trim_matches('/'));
+    let Some(script) = state.routes.lookup(state.exec.db(), tenant, &path).await? else {
+        rejected(&state, "not_found");
+        return Err(AppError::NotFound("Webhook endpoint not found".into()));
+    };
+    // Stored settings that do not decode fail closed.
+    let settings = match ScriptSettings::decode(&script) {
+        Ok(settings) => settings,
+        Err(misconfigured) => {
+            tracing::error!(
+                script_id = script.id,
+                error = %misconfigured,
+                "webhook script misconfigured; the call is refused"
+            );
+            rejected(&state, "misconfigured");
             return Ok((
-                StatusCode::METHOD_NOT_ALLOWED,
-                [(header::ALLOW, allowed.join(", "))],
-                axum::Json(json!({ "error": message })),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({ "error": "script misconfigured" })),
             )
                 .into_response());
         }
+    };
+
+    if let Some(allowed) = settings.webhook_methods.as_deref()
+        && !allowed.is_empty()
+        && !allowed.iter().any(|m| m == method.as_str())
+    {
+        rejected(&state, "method_not_allowed");
+        let message = format!("method {method} is not allowed; use {}", allowed.join(", "));
+        return Ok((
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, allowed.join(", "))],
+            axum::Json(json!({ "error": message })),
+        )
+            .into_response());
     }
 
-    let limit = script
+    let limit = settings
         .rate_limit
-        .as_deref()
-        .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or(state.webhooks.default_limit());
     if let Err(wait) = state.limiters.check(&script.id, limit) {
         rejected(&state, "rate_limited");
@@ -180,11 +257,7 @@ pub async fn handle(
         .await
         .map_err(|_| too_large())?;
 
-    let auth: Option<WebhookAuth> = script
-        .webhook_auth
-        .as_deref()
-        .and_then(|text| serde_json::from_str(text).ok());
-    if let Some(auth) = &auth {
+    if let Some(auth) = &settings.webhook_auth {
         let now = crate::store::now_ms() / 1000;
         if let Err(why) = auth::verify(auth, &headers, &body, now) {
             rejected(&state, "unauthorized");
@@ -192,8 +265,12 @@ pub async fn handle(
         }
     }
 
-    let hide_authorization = auth.as_ref().is_some_and(|a| a.kind == AuthType::Bearer);
+    let hide_authorization = settings
+        .webhook_auth
+        .as_ref()
+        .is_some_and(|a| a.kind == AuthType::Bearer);
     let input = request_input(&method, &path, &uri, &headers, &body, hide_authorization);
+    drop(body);
     let respond_async = query_flag(&uri, "async")
         || headers
             .get_all("prefer")
@@ -204,26 +281,27 @@ pub async fn handle(
                     .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
             });
 
-    // Accepting and running happen in a task of their own: a client that
-    // disconnects cannot leave the call half-recorded.
-    let exec = state.exec.clone();
-    let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
-    let run = tokio::spawn(async move {
-        let id = exec.start_now(&script, Trigger::Webhook, &input, 0).await?;
-        let _ = accepted_tx.send(id.clone());
-        exec.run_started(&id, &script, Trigger::Webhook, &input, 0)
-            .await
-            .map(|executed| (id, executed))
-    });
-    let Ok(execution_id) = accepted_rx.await else {
-        // The task ended before accepting: the insert failed.
-        return match run.await {
-            Ok(Err(error)) => Err(error.into()),
-            _ => Err(AppError::Unavailable(
+    let accepted = match state.exec.submit(script, Trigger::Webhook, &input, 0).await {
+        Ok(accepted) => accepted,
+        Err(SubmitError::Busy(busy)) => {
+            rejected(&state, "tenant_busy");
+            return Err(AppError::TooManyRequests {
+                message: busy.to_string(),
+                retry_after_secs: 1,
+            });
+        }
+        Err(SubmitError::Store(error)) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "recording a webhook call failed"
+            );
+            return Err(AppError::Unavailable(
                 "the call could not be recorded".into(),
-            )),
-        };
+            ));
+        }
     };
+    drop(input);
+    let execution_id = accepted.execution_id;
     let id_header = HeaderValue::from_str(&execution_id).expect("ids are ASCII");
 
     if respond_async {
@@ -237,7 +315,7 @@ pub async fn handle(
     }
 
     let wait = Duration::from_millis(state.webhooks.sync_timeout_ms);
-    let mut response = match tokio::time::timeout(wait, run).await {
+    let mut response = match tokio::time::timeout(wait, accepted.done).await {
         Err(_) => (
             StatusCode::GATEWAY_TIMEOUT,
             axum::Json(json!({
@@ -252,9 +330,9 @@ pub async fn handle(
             return Err(AppError::Internal(anyhow::anyhow!("the run's task failed: {join}")));
         }
         Ok(Ok(Err(store))) => return Err(store.into()),
-        Ok(Ok(Ok((_, executed)))) => match executed.outcome.result {
+        Ok(Ok(Ok(executed))) => match executed.outcome.result {
             Ok(success) => match success.reply {
-                Some(reply) => script_response(reply),
+                Some(script_reply) => reply::script_response(script_reply),
                 None => {
                     let output: Value = serde_json::from_str(&success.output).unwrap_or(Value::Null);
                     axum::Json(json!({ "result": output })).into_response()
@@ -269,29 +347,6 @@ pub async fn handle(
     };
     response.headers_mut().insert(EXECUTION_HEADER, id_header);
     Ok(response)
-}
-
-/// The script's `Response`, sent as it is (invalid header names or values
-/// are dropped; an invalid status is 500).
-fn script_response(reply: crate::sandbox::Reply) -> Response {
-    let Ok(status) = StatusCode::from_u16(reply.status) else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({ "error": format!("the script replied with an invalid status {}", reply.status) })),
-        )
-            .into_response();
-    };
-    let mut response = Response::new(Body::from(reply.body));
-    *response.status_mut() = status;
-    for (name, value) in reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            response.headers_mut().append(name, value);
-        }
-    }
-    response
 }
 
 fn query_flag(uri: &Uri, name: &str) -> bool {

@@ -23,7 +23,10 @@ pub fn free_port() -> u16 {
 /// A `scriptbox serve` process, killed when dropped.
 pub struct Server {
     pub child: Child,
+    /// The admin listener's port (API, dashboard, metrics, health).
     pub port: u16,
+    /// The public listener's port (webhooks).
+    pub public_port: u16,
 }
 
 impl Server {
@@ -70,12 +73,15 @@ pub async fn serve(database: &str) -> Server {
 /// `serve` with extra environment variables (`SCRIPTBOX_*` settings).
 pub async fn serve_with(database: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
+    let public_port = free_port();
     let child = scriptbox()
         .envs(env.iter().copied())
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--public-listen",
+            &format!("127.0.0.1:{public_port}"),
             "--database",
             database,
         ])
@@ -83,7 +89,11 @@ pub async fn serve_with(database: &str, env: &[(&str, &str)]) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let server = Server { child, port };
+    let server = Server {
+        child,
+        port,
+        public_port,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
