@@ -14,17 +14,9 @@ use common::{create_tenant, serve};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_works_in_a_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let e2e = root.join("tests/e2e");
-    let ready = Path::new("/usr/bin/chromium").exists()
-        && e2e.join("node_modules/playwright-core").exists();
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium and tests/e2e/node_modules are required in CI"
-        );
-        eprintln!("skipped: install chromium and run `npm ci` in tests/e2e");
+    let Some(e2e) = common::browser_tests() else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("scriptbox-dashboard-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

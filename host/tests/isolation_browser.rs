@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{call, create_tenant, serve};
@@ -77,18 +76,9 @@ fn html_hook(path: &str, html: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_page_cannot_reach_the_dashboard_or_other_tenants() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let e2e = root.join("tests/e2e");
-    let ready = Path::new("/usr/bin/chromium").exists()
-        && e2e.join("node_modules/playwright-core").exists();
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium and tests/e2e/node_modules are required in CI"
-        );
-        eprintln!("skipped: install chromium and run `npm ci` in tests/e2e");
+    let Some(e2e) = common::browser_tests() else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("scriptbox-isolation-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

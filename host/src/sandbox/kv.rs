@@ -157,48 +157,37 @@ impl TenantCache {
     }
 }
 
-/// Checks a key and an optional value against the size limits, with a
-/// message fit for the script.
-pub fn check_entry(key: &str, value: Option<&str>) -> Result<(), String> {
-    if key.is_empty() {
-        return Err("key must not be empty".into());
-    }
-    // PostgreSQL text cannot hold NUL; refuse it on every backend alike.
-    if key.contains('\0') {
-        return Err("key must not contain NUL (\\0)".into());
-    }
-    if key.len() > MAX_KEY_BYTES {
+/// Checks one text (`what`: key, value, prefix) against its size limit and
+/// for NUL, which PostgreSQL text cannot hold (refused on every backend
+/// alike), with a message fit for the script.
+fn check_text(what: &str, text: &str, limit: usize) -> Result<(), String> {
+    if text.len() > limit {
         return Err(format!(
-            "key is {} bytes, over the limit of {MAX_KEY_BYTES}",
-            key.len()
+            "{what} is {} bytes, over the limit of {limit}",
+            text.len()
         ));
     }
-    if let Some(value) = value {
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(format!(
-                "value is {} bytes, over the limit of {MAX_VALUE_BYTES}",
-                value.len()
-            ));
-        }
-        if value.contains('\0') {
-            return Err("value must not contain NUL (\\0)".into());
-        }
+    if text.contains('\0') {
+        return Err(format!("{what} must not contain NUL (\\0)"));
     }
     Ok(())
 }
 
+/// Checks a key and an optional value, with a message fit for the script.
+pub fn check_entry(key: &str, value: Option<&str>) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("key must not be empty".into());
+    }
+    check_text("key", key, MAX_KEY_BYTES)?;
+    match value {
+        Some(value) => check_text("value", value, MAX_VALUE_BYTES),
+        None => Ok(()),
+    }
+}
+
 /// Checks a `list` prefix, with a message fit for the script.
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.len() > MAX_KEY_BYTES {
-        return Err(format!(
-            "prefix is {} bytes, over the limit of {MAX_KEY_BYTES}",
-            prefix.len()
-        ));
-    }
-    if prefix.contains('\0') {
-        return Err("prefix must not contain NUL (\\0)".into());
-    }
-    Ok(())
+    check_text("prefix", prefix, MAX_KEY_BYTES)
 }
 
 #[cfg(test)]

@@ -155,3 +155,21 @@ pub async fn wait_for_status(port: u16, key: &str, id: &str, status: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `tests/e2e` when headless Chromium and its `npm ci` are there; `None`
+/// (the test says it was skipped) otherwise, except in CI, where a missing
+/// browser fails the test.
+pub fn browser_tests() -> Option<std::path::PathBuf> {
+    let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e");
+    let ready = std::path::Path::new("/usr/bin/chromium").exists()
+        && e2e.join("node_modules/playwright-core").exists();
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and tests/e2e/node_modules are required in CI"
+        );
+        eprintln!("skipped: install chromium and run `npm ci` in tests/e2e");
+        return None;
+    }
+    Some(e2e)
+}
