@@ -10,7 +10,10 @@
 //! lookup, execution recorded, sandbox run, result stored.
 //!
 //! `SCRIPTBOX_BENCH_SECONDS` (default 8) and `SCRIPTBOX_BENCH_CONNECTIONS`
-//! (default 16) change the load.
+//! (default 16) change the load; `SCRIPTBOX_<SECTION>_<KEY>` settings apply
+//! to the node. With the defaults, 16 connections are more than the one
+//! tenant's fair share (`tenant_max_concurrent`, half of `pool_max` = 8), so
+//! half the calls wait in its queue.
 
 use std::process::Command;
 
@@ -84,7 +87,10 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("scriptbox-bench-hooks-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (hook_url, constant_url) = runtime.block_on(async {
-        let mut config = Config::default();
+        // Every SCRIPTBOX_* setting applies (for example
+        // SCRIPTBOX_SANDBOX_TENANT_MAX_CONCURRENT=16 lets the one bench tenant
+        // use the whole pool); the database is always a fresh file.
+        let mut config = Config::load(None, std::env::vars())?;
         config.database.url = format!("sqlite://{}", dir.join("hooks.db").display());
         config.scheduler.enabled = false;
         if let Ok(n) = std::env::var("SCRIPTBOX_BENCH_DB_CONNECTIONS") {

@@ -79,10 +79,10 @@ impl AppState {
         self
     }
 
-    /// Webhook settings; `config` must have been validated (its
-    /// `public_url` parses).
+    /// Webhook settings. `webhook_url`s follow `config.public_url` once
+    /// [`Self::with_public_url`] gives the parsed form (`serve` does, with the
+    /// public listener's bound address).
     pub fn with_webhooks(mut self, config: WebhookConfig) -> Self {
-        self.public_url = config.public_url().expect("validated with the config");
         self.webhooks = config;
         self
     }
