@@ -171,14 +171,21 @@ async fn serve(config: Config) -> ExitCode {
     };
     let addr =
         |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    eprintln!(
-        "scriptbox listening on http://{} (admin: API, dashboard) and http://{} (public: webhooks), {} database",
-        addr(&listeners.admin),
-        addr(&listeners.public),
-        node.exec.db().dialect()
+    tracing::info!(
+        admin = %format!("http://{}", addr(&listeners.admin)),
+        public = %format!("http://{}", addr(&listeners.public)),
+        database = node.exec.db().dialect(),
+        pool_max = config.sandbox.pool_max,
+        tenant_max_concurrent = config.sandbox.tenant_max_concurrent(),
+        tenant_max_queued = config.sandbox.tenant_max_queued,
+        scheduler = config.scheduler.enabled,
+        "scriptbox listening: API and dashboard on admin, webhooks on public"
     );
     match crate::server::run(listeners, node, crate::server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_SCRIPT_FAILED)

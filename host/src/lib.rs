@@ -14,6 +14,7 @@
 //! - [`dashboard`]: the web dashboard at `/`
 //! - [`api`]: the HTTP API
 //! - [`server`]: `scriptbox serve`
+//! - [`observe`]: request ids and spans
 //! - [`cron`]: cron expressions with robfig/cron semantics
 //! - [`settings`]: a script's structured settings, decoded strictly
 //! - [`config`]: the typed, validated configuration
@@ -26,6 +27,7 @@ pub mod cron;
 pub mod dashboard;
 pub mod exec;
 pub mod metrics;
+pub mod observe;
 pub mod sandbox;
 pub mod scheduler;
 pub mod server;

@@ -138,17 +138,20 @@ pub async fn run(
             .map_err(anyhow::Error::msg)?,
     );
     let mut public = tokio::spawn(
-        axum::serve(listeners.public, crate::webhooks::public_app(state.clone()))
-            .with_graceful_shutdown({
-                let mut rx = stop_rx.clone();
-                async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                }
-            })
-            .into_future(),
+        axum::serve(
+            listeners.public,
+            crate::observe::traced(crate::webhooks::public_app(state.clone()), "public"),
+        )
+        .with_graceful_shutdown({
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        })
+        .into_future(),
     );
     let mut http = tokio::spawn(
-        axum::serve(listeners.admin, app(state))
+        axum::serve(listeners.admin, crate::observe::traced(app(state), "admin"))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);

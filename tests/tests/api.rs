@@ -20,7 +20,35 @@ scriptbox_tests::on_both_backends!(
     a_thousand_concurrent_runs_are_all_recorded,
     a_run_whose_client_goes_away_still_finishes_and_is_recorded,
     open_runs_of_silent_nodes_are_abandoned,
+    every_request_carries_an_id_on_both_listeners,
 );
+
+async fn every_request_carries_an_id_on_both_listeners(url: String) {
+    let node = TestNode::start(&url).await;
+    let mut seen = std::collections::HashSet::new();
+    for base in [&node.base, &node.public, &node.base] {
+        // Made up when the request has none: a UUID, new each time.
+        let reply = node
+            .client
+            .get(format!("{base}/nothing/here"))
+            .send()
+            .await
+            .unwrap();
+        let id = reply.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        assert!(seen.insert(id), "ids are not reused");
+        // Kept when the caller sends one (a proxy's id follows the request).
+        let reply = node
+            .client
+            .get(format!("{base}/health/live"))
+            .header("x-request-id", "edge-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.headers()["x-request-id"], "edge-42");
+    }
+    node.stop().await;
+}
 
 fn script(name: &str, source: &str) -> Value {
     json!({ "name": name, "source": source, "trigger_type": "manual" })

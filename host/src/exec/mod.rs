@@ -372,10 +372,28 @@ impl ExecutionService {
         input: &str,
         attempt: i64,
     ) -> StoreResult<Executed> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "run",
+            tenant_id = %script.tenant_id,
+            script_id = %script.id,
+            execution_id,
+            trigger = trigger.as_str(),
+        );
         let outcome = self
             .run_script(execution_id, script, trigger, input, attempt)
+            .instrument(span.clone())
             .await;
         drop(slot);
+        if let Err(failure) = &outcome.result {
+            span.in_scope(|| {
+                tracing::warn!(
+                    error_type = failure.kind.as_str(),
+                    error = %failure.message,
+                    "run failed"
+                )
+            });
+        }
         let finished = finished_run(&outcome);
         let retry = (trigger == Trigger::Scheduled).then_some(&self.retry);
         let status = self
