@@ -189,11 +189,6 @@ impl ExecutionService {
         self.gate.admit(tenant_id)
     }
 
-    /// Runs of `tenant` in flight and waiting on this node.
-    pub fn tenant_load(&self, tenant_id: &str) -> fair::TenantLoad {
-        self.gate.load(tenant_id)
-    }
-
     /// The row of a run of `script` on this node.
     fn new_execution(
         &self,
