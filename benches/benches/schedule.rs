@@ -227,7 +227,7 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         let dir = std::env::temp_dir().join(format!("scriptbox-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let mut config = scriptbox::config::DatabaseConfig {
+        let mut config = scriptbox::store::DatabaseConfig {
             url: format!("sqlite://{}", dir.join("schedule.db").display()),
             ..Default::default()
         };

@@ -105,7 +105,7 @@ fn main() -> Result<()> {
             &NewScript {
                 name: "hook".into(),
                 source: "export default (input) => ({ ok: true, method: input.method })".into(),
-                trigger_type: "webhook".into(),
+                trigger_type: scriptbox::model::Trigger::Webhook,
                 schedule: None,
                 timezone: None,
                 webhook_path: Some("/hook".into()),

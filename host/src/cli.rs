@@ -226,6 +226,11 @@ async fn create_tenant(config: Config, name: &str) -> ExitCode {
 }
 
 pub async fn execute(cli: Cli) -> ExitCode {
+    // `serve` sets up logging once its configuration is read; one-shot
+    // commands only warn.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        crate::logging::init(crate::logging::LogFormat::Text, "warn");
+    }
     match cli.command {
         Command::Run {
             file,
@@ -261,7 +266,12 @@ pub async fn execute(cli: Cli) -> ExitCode {
                 database,
             },
         ) {
-            Ok(config) => serve(config).await,
+            Ok(config) => {
+                // RUST_LOG decides; without it the service says what it is
+                // doing: start, configuration, failed runs, stop.
+                crate::logging::init(config.log.format, "scriptbox=info,warn");
+                serve(config).await
+            }
             Err(code) => code,
         },
         Command::Cron {

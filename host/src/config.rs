@@ -9,12 +9,16 @@
 //! TOML. Unknown keys in the file are an error.
 
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::logging::LogConfig;
+use crate::metrics::MetricsConfig;
 use crate::sandbox::{FetchConfig, SandboxConfig};
+use crate::scheduler::SchedulerConfig;
+use crate::store::DatabaseConfig;
+use crate::webhooks::WebhookConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,8 +31,9 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub fetch: FetchConfig,
     pub scheduler: SchedulerConfig,
-    pub webhooks: crate::webhooks::WebhookConfig,
-    pub metrics: crate::metrics::MetricsConfig,
+    pub webhooks: WebhookConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
     /// On SIGINT/SIGTERM, how long running executions may take to finish,
     /// ms; the rest are recorded as failed (`shutdown`).
     pub shutdown_timeout_ms: u64,
@@ -42,94 +47,11 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             fetch: FetchConfig::default(),
             scheduler: SchedulerConfig::default(),
-            webhooks: crate::webhooks::WebhookConfig::default(),
-            metrics: crate::metrics::MetricsConfig::default(),
+            webhooks: WebhookConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
             shutdown_timeout_ms: 30_000,
         }
-    }
-}
-
-/// How the delay before a retry grows with the attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backoff {
-    /// Every retry waits the script's `retry_delay_ms`.
-    Fixed,
-    /// Retry n waits `retry_delay_ms * 2^(n-1)`, capped at
-    /// `backoff_max_ms`, with ±20 % jitter.
-    Exponential,
-}
-
-/// `[scheduler]`: cron runs and the dead-letter queue of failed ones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SchedulerConfig {
-    /// Run scheduled scripts on this node.
-    pub enabled: bool,
-    /// Retries of a failed scheduled run, for scripts that do not set
-    /// `max_retries`.
-    pub max_retries: u32,
-    /// The most retries a script may ask for.
-    pub max_retries_cap: u32,
-    /// Delay before a retry, ms, for scripts that do not set `retry_delay_ms`.
-    pub retry_delay_ms: u64,
-    pub backoff: Backoff,
-    /// Longest delay exponential backoff reaches, ms.
-    pub backoff_max_ms: u64,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_retries: 3,
-            max_retries_cap: 25,
-            retry_delay_ms: 300_000,
-            backoff: Backoff::Fixed,
-            backoff_max_ms: 3_600_000,
-        }
-    }
-}
-
-/// The range of `retry_delay_ms` (and of `backoff_max_ms`): one second to
-/// seven days.
-pub const RETRY_DELAY_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
-
-/// `[database]`: where data lives and how many connections to keep.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `sqlite://FILE` (created if missing) or `postgres://USER@HOST/DB`.
-    pub url: String,
-    /// Most open connections.
-    pub max_connections: u32,
-    /// Connections kept open when idle.
-    pub min_idle: u32,
-    /// A connection is closed after this many seconds, idle or not.
-    pub max_lifetime_secs: u64,
-    /// An idle connection above `min_idle` is closed after this many seconds.
-    pub idle_timeout_secs: u64,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://scriptbox.db".into(),
-            max_connections: 25,
-            min_idle: 10,
-            max_lifetime_secs: 300,
-            idle_timeout_secs: 60,
-        }
-    }
-}
-
-impl DatabaseConfig {
-    pub fn max_lifetime(&self) -> Duration {
-        Duration::from_secs(self.max_lifetime_secs)
-    }
-
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
     }
 }
 
@@ -175,40 +97,10 @@ impl Config {
                     self.webhooks.listen
                 )
             })?;
-        let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            bail!("database.url must start with sqlite: or postgres://, got {url:?}");
-        }
-        if self.database.max_connections == 0 {
-            bail!("database.max_connections must be at least 1");
-        }
-        if self.database.min_idle > self.database.max_connections {
-            bail!("database.min_idle must not exceed database.max_connections");
-        }
+        self.database.validate().map_err(anyhow::Error::msg)?;
         self.sandbox.validate().map_err(anyhow::Error::msg)?;
         self.webhooks.validate().map_err(anyhow::Error::msg)?;
-        let scheduler = &self.scheduler;
-        if scheduler.max_retries > scheduler.max_retries_cap {
-            bail!("scheduler.max_retries must not exceed scheduler.max_retries_cap");
-        }
-        for (key, value) in [
-            ("retry_delay_ms", scheduler.retry_delay_ms),
-            ("backoff_max_ms", scheduler.backoff_max_ms),
-        ] {
-            if !RETRY_DELAY_RANGE_MS.contains(&value) {
-                bail!(
-                    "scheduler.{key} must be from {} to {} (7 days), got {value}",
-                    RETRY_DELAY_RANGE_MS.start(),
-                    RETRY_DELAY_RANGE_MS.end()
-                );
-            }
-        }
-        if scheduler.backoff_max_ms < scheduler.retry_delay_ms {
-            bail!("scheduler.backoff_max_ms must be at least scheduler.retry_delay_ms");
-        }
+        self.scheduler.validate().map_err(anyhow::Error::msg)?;
         self.webhooks.public_url().map_err(anyhow::Error::msg)?;
         Ok(())
     }

@@ -11,25 +11,31 @@
 //! - [`webhooks`]: webhook routes, auth, rate limits and replies
 //! - [`exec`]: `ExecutionService`, the one path every run takes
 //! - [`store`]: SQLite and PostgreSQL storage
-//! - [`dashboard`]: the web dashboard at `/`
-//! - [`api`]: the HTTP API
-//! - [`server`]: `scriptbox serve`
-//! - [`observe`]: request ids and spans
+//! - [`http`]: the HTTP edge: the admin API, the dashboard, health and
+//!   metrics on one listener, webhooks on the other; request ids and spans
+//! - [`scripts`]: `ScriptService`, saving scripts and the caches around them
+//! - [`node`]: a node's services, assembled from its configuration
+//! - [`server`]: `scriptbox serve`: both listeners and shutdown
 //! - [`cron`]: cron expressions with robfig/cron semantics
+//! - [`model`]: the words every layer speaks about runs: trigger, status,
+//!   failure kind
 //! - [`settings`]: a script's structured settings, decoded strictly
 //! - [`config`]: the typed, validated configuration
+//! - [`logging`]: `RUST_LOG` and `[log] format`
 //! - [`cli`]: the `scriptbox` command line
 
-pub mod api;
 pub mod cli;
 pub mod config;
 pub mod cron;
-pub mod dashboard;
 pub mod exec;
+pub mod http;
+pub mod logging;
 pub mod metrics;
-pub mod observe;
+pub mod model;
+pub mod node;
 pub mod sandbox;
 pub mod scheduler;
+pub mod scripts;
 pub mod server;
 pub mod settings;
 pub mod store;

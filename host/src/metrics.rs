@@ -33,7 +33,7 @@ fn buckets(start: f64, count: usize) -> Vec<f64> {
     exponential_buckets(start, 2.0, count).expect("valid buckets")
 }
 
-/// The metrics of runs (SPEC section 8), measured per run.
+/// The metrics of runs (docs/operations.md), measured per run.
 #[derive(Clone)]
 pub struct RunMetrics {
     per_script: bool,

@@ -17,16 +17,84 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::cron::{self, Location, Schedule, Time};
 use crate::exec::{ExecutionService, SubmitError};
 use crate::metrics::SchedulerMetrics;
+use crate::model::{ExecutionStatus, FailureKind};
 use crate::store::{
-    Claim, DueScript, ExecutionRecord, ExecutionStatus, FinishedRun, Plan, StoreError, StoreResult,
-    now_ms, scheduled_input,
+    Backoff, Claim, DueScript, ExecutionRecord, FinishedRun, Plan, RETRY_DELAY_RANGE_MS,
+    RetryPolicy, StoreError, StoreResult, now_ms, scheduled_input,
 };
+
+/// `[scheduler]`: cron runs and the dead-letter queue of failed ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run scheduled scripts on this node.
+    pub enabled: bool,
+    /// Retries of a failed scheduled run, for scripts that do not set
+    /// `max_retries`.
+    pub max_retries: u32,
+    /// The most retries a script may ask for.
+    pub max_retries_cap: u32,
+    /// Delay before a retry, ms, for scripts that do not set `retry_delay_ms`.
+    pub retry_delay_ms: u64,
+    pub backoff: Backoff,
+    /// Longest delay exponential backoff reaches, ms.
+    pub backoff_max_ms: u64,
+}
+
+impl SchedulerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_retries > self.max_retries_cap {
+            return Err("scheduler.max_retries must not exceed scheduler.max_retries_cap".into());
+        }
+        for (key, value) in [
+            ("retry_delay_ms", self.retry_delay_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+        ] {
+            if !RETRY_DELAY_RANGE_MS.contains(&value) {
+                return Err(format!(
+                    "scheduler.{key} must be from {} to {} (7 days), got {value}",
+                    RETRY_DELAY_RANGE_MS.start(),
+                    RETRY_DELAY_RANGE_MS.end()
+                ));
+            }
+        }
+        if self.backoff_max_ms < self.retry_delay_ms {
+            return Err(
+                "scheduler.backoff_max_ms must be at least scheduler.retry_delay_ms".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// How the store spaces and bounds retries.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            backoff: self.backoff,
+            max_delay_ms: self.backoff_max_ms as i64,
+            max_retries: i64::from(self.max_retries_cap),
+        }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_retries: 3,
+            max_retries_cap: 25,
+            retry_delay_ms: 300_000,
+            backoff: Backoff::Fixed,
+            backoff_max_ms: 3_600_000,
+        }
+    }
+}
 
 /// The longest the loop sleeps when nothing is due sooner.
 pub const MAX_IDLE: Duration = Duration::from_millis(500);
@@ -303,12 +371,15 @@ async fn run_job(
             // The tenant's queue is full: this occurrence is skipped, and
             // its record says so (no retry: that would only add load).
             tracing::warn!(script_id = script.id, "{busy}; occurrence skipped");
-            metrics.skipped.with_label_values(&["tenant_busy"]).inc();
+            metrics
+                .skipped
+                .with_label_values(&[FailureKind::TenantBusy.as_str()])
+                .inc();
             return end_claimed(
                 exec,
                 job,
                 ExecutionStatus::Failed,
-                "tenant_busy",
+                FailureKind::TenantBusy,
                 &format!("skipped: {busy}"),
             )
             .await;
@@ -326,7 +397,14 @@ async fn run_job(
 
 /// Ends a claimed run that cannot start; it goes to the dead-letter queue.
 async fn cancel(exec: &ExecutionService, job: &Job, why: &str) -> StoreResult<()> {
-    end_claimed(exec, job, ExecutionStatus::Dead, "cancelled", why).await
+    end_claimed(
+        exec,
+        job,
+        ExecutionStatus::Dead,
+        FailureKind::Cancelled,
+        why,
+    )
+    .await
 }
 
 /// Stores a claimed run that never started as ended with `status`.
@@ -334,13 +412,13 @@ async fn end_claimed(
     exec: &ExecutionService,
     job: &Job,
     status: ExecutionStatus,
-    error_type: &str,
+    kind: FailureKind,
     why: &str,
 ) -> StoreResult<()> {
     let run = FinishedRun {
         status,
         output: None,
-        error_type: Some(error_type.into()),
+        error_type: Some(kind),
         error_message: Some(why.into()),
         error_stack: None,
         logs: "[]".into(),

@@ -4,68 +4,15 @@
 //! an origin of its own).
 
 use std::future::{Future, IntoFuture};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
-use crate::api::{AppState, app};
-use crate::config::Config;
-use crate::exec::ExecutionService;
-use crate::metrics::Metrics;
-use crate::sandbox::Sandbox;
-use crate::scheduler::{Scheduler, SchedulerHandle};
-use crate::store::{Db, DbKv, RetryPolicy};
-
-/// A running node's parts, for tests and the command line.
-pub struct Node {
-    pub exec: ExecutionService,
-    pub metrics: Metrics,
-    pub scheduler: SchedulerHandle,
-    /// Whether this node runs the scheduler loop, and retry defaults.
-    pub scheduler_config: crate::config::SchedulerConfig,
-    pub webhooks: crate::webhooks::WebhookConfig,
-    /// `[metrics] token`.
-    pub metrics_token: String,
-    /// How long running executions may take to finish at shutdown.
-    pub shutdown_timeout: std::time::Duration,
-}
-
-/// Opens the database (applying migrations), starts the sandbox, and marks
-/// runs left open by stopped nodes as abandoned.
-pub async fn start(config: &Config) -> Result<Node> {
-    let db = Db::open(&config.database).await?;
-    let sandbox = Sandbox::start(
-        config.sandbox.clone(),
-        config.fetch.clone(),
-        Arc::new(DbKv::new(db.clone())),
-    )?;
-    let node_id = uuid::Uuid::new_v4().to_string();
-    let retry = RetryPolicy::from_config(&config.scheduler);
-    let mut metrics = Metrics::with_config(&config.metrics);
-    metrics.attach_sandbox(&sandbox);
-    let exec = ExecutionService::new(db, sandbox, node_id, retry, metrics.runs.clone());
-    exec.db()
-        .heartbeat(exec.node_id())
-        .await
-        .context("registering this node")?;
-    let abandoned = exec.recover().await.context("recovering open runs")?;
-    if abandoned > 0 {
-        tracing::warn!(
-            count = abandoned,
-            "marked runs left open by a stopped node as abandoned"
-        );
-    }
-    Ok(Node {
-        exec,
-        metrics,
-        scheduler: SchedulerHandle::default(),
-        scheduler_config: config.scheduler.clone(),
-        webhooks: config.webhooks.clone(),
-        metrics_token: config.metrics.token.clone(),
-        shutdown_timeout: std::time::Duration::from_millis(config.shutdown_timeout_ms),
-    })
-}
+use crate::http::{AppState, app};
+use crate::metrics::PoolHistory;
+pub use crate::node::{Node, start};
+use crate::scheduler::Scheduler;
+use crate::webhooks::PublicUrl;
 
 /// The node's two sockets.
 pub struct Listeners {
@@ -102,7 +49,7 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     }));
-    let scheduler = node.scheduler_config.enabled.then(|| {
+    let scheduler = node.config.scheduler.enabled.then(|| {
         let scheduler = Scheduler::new(
             node.exec.clone(),
             node.metrics.scheduler.clone(),
@@ -113,34 +60,29 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     });
-    let pool_history = crate::metrics::PoolHistory::default();
+    let pool_history = PoolHistory::default();
     let sampler = tokio::spawn(pool_history.clone().sample(node.exec.sandbox().clone(), {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     }));
-    let state = AppState::new(node.exec.clone())
-        .with_pool_history(pool_history)
-        .with_metrics(node.metrics.clone())
-        .with_scheduler(node.scheduler.clone())
-        .with_retry_defaults(node.scheduler_config.clone())
-        .with_webhooks(node.webhooks.clone())
-        .with_metrics_token(node.metrics_token.clone());
     // Without a configured public URL, webhook URLs name the address the
     // public listener is bound to (its real port, when it was 0).
     let public_addr = listeners
         .public
         .local_addr()
         .context("the public listener's address")?;
-    let state = state.with_public_url(
-        crate::webhooks::PublicUrl::parse(&node.webhooks.public_url, &public_addr.to_string())
-            .map_err(anyhow::Error::msg)?,
-    );
+    let public_url = PublicUrl::parse(&node.config.webhooks.public_url, &public_addr.to_string())
+        .map_err(anyhow::Error::msg)?;
+    let state = AppState::new(&node, public_url, pool_history);
     let mut public = tokio::spawn(
         axum::serve(
             listeners.public,
-            crate::observe::traced(crate::webhooks::public_app(state.clone()), "public"),
+            crate::http::observe::traced(
+                crate::http::webhooks::public_app(state.clone()),
+                "public",
+            ),
         )
         .with_graceful_shutdown({
             let mut rx = stop_rx.clone();
@@ -151,12 +93,15 @@ pub async fn run(
         .into_future(),
     );
     let mut http = tokio::spawn(
-        axum::serve(listeners.admin, crate::observe::traced(app(state), "admin"))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .into_future(),
+        axum::serve(
+            listeners.admin,
+            crate::http::observe::traced(app(state), "admin"),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .into_future(),
     );
 
     // Until a signal: serve. After it: no new connections or claims; runs
@@ -170,7 +115,8 @@ pub async fn run(
         }
         _ = stopping.wait_for(|stop| *stop) => {}
     }
-    let deadline = tokio::time::Instant::now() + node.shutdown_timeout;
+    let shutdown_timeout = std::time::Duration::from_millis(node.config.shutdown_timeout_ms);
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
     let in_flight = node.exec.runs_in_flight();
     if in_flight > 0 {
         tracing::info!(runs = in_flight, "waiting for running executions to finish");

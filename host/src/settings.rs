@@ -8,6 +8,8 @@
 //! decodes the settings first, so a damaged row fails closed: the script
 //! does not run, and an operator sees why in the log.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::sandbox::LimitOverrides;
@@ -50,9 +52,7 @@ impl WebhookAuth {
         match self.kind {
             AuthType::None => Ok(()),
             _ if secret.is_empty() => Err("the secret is empty".into()),
-            AuthType::StandardWebhooks => {
-                crate::webhooks::auth::standard_webhooks_key(secret).map(|_| ())
-            }
+            AuthType::StandardWebhooks => standard_webhooks_key(secret).map(|_| ()),
             _ => Ok(()),
         }
     }
@@ -163,6 +163,16 @@ pub fn webhook_methods(script: &ScriptRecord) -> Result<Option<Vec<String>>, Mis
         .transpose()
 }
 
+/// The key of a Standard Webhooks secret: base64 after `whsec_` (the prefix
+/// may be left out).
+pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    match BASE64.decode(encoded) {
+        Ok(key) if !key.is_empty() => Ok(key),
+        _ => Err("a standard-webhooks secret is whsec_ followed by base64".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +184,7 @@ mod tests {
             name: "n".into(),
             source: String::new(),
             version: 1,
-            trigger_type: "webhook".into(),
+            trigger_type: crate::model::Trigger::Webhook,
             schedule: None,
             timezone: None,
             webhook_path: Some("/h".into()),

@@ -1,12 +1,13 @@
-//! SIGTERM through the real binary: running executions finish within
-//! `shutdown_timeout` and are stored; those that cannot are recorded as
-//! failed with kind `shutdown`; the process exits 0 either way.
+//! The `serve` process through the real binary. SIGTERM: running
+//! executions finish within `shutdown_timeout` and are stored; those that
+//! cannot are recorded as failed with kind `shutdown`; the process exits 0
+//! either way. Logs: what it writes to stderr, as text or JSON.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, create_tenant, execution, serve, serve_with, wait_for_status};
+use common::{call, create_tenant, execution, serve, serve_logging, serve_with, wait_for_status};
 use serde_json::{Value, json};
 
 /// A script that keeps the CPU busy for `ms`.
@@ -88,5 +89,75 @@ async fn a_run_longer_than_the_shutdown_timeout_is_failed_with_kind_shutdown() {
     assert_eq!(e["status"], "failed", "{e}");
     assert_eq!(e["error_type"], "shutdown");
     assert!(e["finished_at"].is_string());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_request_and_run_spans() {
+    let (dir, db) = database("json-logs");
+    let key = create_tenant(&db, "acme");
+    let env = [
+        ("SCRIPTBOX_LOG_FORMAT", "json"),
+        ("RUST_LOG", "scriptbox=debug,warn"),
+    ];
+    let (mut server, lines) = serve_logging(&db, &env).await;
+    let script = json!({
+        "name": "fails",
+        "source": "export default () => { throw new Error('boom') }",
+        "trigger_type": "manual",
+    });
+    let created = call(server.port, "POST", "/api/scripts", &key, Some(script)).await;
+    let id = created["id"].as_str().unwrap();
+    let reply = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/scripts/{id}/run",
+            server.port
+        ))
+        .bearer_auth(&key)
+        .header("x-request-id", "req-7")
+        .send()
+        .await
+        .unwrap();
+    let ran: Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+    let execution_id = ran["id"].as_str().unwrap().to_owned();
+    server.terminate();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+    drop(server);
+
+    let lines = lines.lock().unwrap().clone();
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let find = |what: &dyn Fn(&Value) -> bool| events.iter().find(|e| what(e)).cloned();
+    let started = find(&|e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listening"))
+    });
+    let started = started.unwrap_or_else(|| panic!("no start line in {lines:#?}"));
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["database"], "sqlite");
+    assert!(find(&|e| e["message"] == "stopped").is_some(), "{lines:#?}");
+
+    // The failed run: one warning, inside the run's span and the request's.
+    let failed = find(&|e| e["message"] == "run failed");
+    let failed = failed.unwrap_or_else(|| panic!("no run warning in {lines:#?}"));
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["error_type"], "js_error");
+    assert_eq!(failed["span"]["name"], "run");
+    assert_eq!(failed["span"]["execution_id"], execution_id.as_str());
+    assert_eq!(failed["span"]["script_id"], id);
+    assert_eq!(failed["span"]["trigger"], "manual");
+    let spans = failed["spans"].as_array().unwrap();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "request" && s["id"] == "req-7"),
+        "{failed}"
+    );
+    // The request's own line, at debug, with its status.
+    let answered = find(&|e| e["span"]["id"] == "req-7" && e["message"] == "response");
+    assert!(answered.is_some_and(|e| e["status"] == 200), "{lines:#?}");
     let _ = std::fs::remove_dir_all(dir);
 }

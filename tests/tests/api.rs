@@ -1,7 +1,8 @@
-//! The HTTP API (SPEC section 5) over a real socket, against SQLite and
+//! The HTTP API (docs/api.md) over a real socket, against SQLite and
 //! against PostgreSQL: every test runs once per backend. PostgreSQL tests
 //! read `SCRIPTBOX_TEST_POSTGRES_URL` and say they were skipped without it.
 
+use scriptbox::model::{ExecutionStatus, FailureKind, Trigger};
 use scriptbox_tests::service::TestNode;
 use serde_json::{Value, json};
 
@@ -21,6 +22,7 @@ scriptbox_tests::on_both_backends!(
     a_run_whose_client_goes_away_still_finishes_and_is_recorded,
     open_runs_of_silent_nodes_are_abandoned,
     every_request_carries_an_id_on_both_listeners,
+    stats_are_aggregated_per_minute_by_the_database,
 );
 
 async fn every_request_carries_an_id_on_both_listeners(url: String) {
@@ -47,6 +49,162 @@ async fn every_request_carries_an_id_on_both_listeners(url: String) {
             .unwrap();
         assert_eq!(reply.headers()["x-request-id"], "edge-42");
     }
+    node.stop().await;
+}
+
+/// One execution row written as the store would leave it, at `queued_at`.
+#[allow(clippy::too_many_arguments)]
+async fn insert_execution(
+    db: &scriptbox::store::Db,
+    tenant_id: &str,
+    queued_at: i64,
+    status: &str,
+    duration_ms: Option<i64>,
+    error_type: Option<&str>,
+    scheduled: Option<(i64, i64, i64)>,
+) {
+    let sql = "INSERT INTO executions (id, tenant_id, script_id, script_version, trigger_type, \
+        status, input, logs, attempt, node_id, queued_at, duration_ms, error_type, \
+        scheduled_for, started_at) \
+        VALUES ($1, $2, 'script', 1, 'manual', $3, 'null', '[]', $4, 'node', $5, $6, $7, $8, $9)";
+    let (scheduled_for, started_at, attempt) = match scheduled {
+        Some((fire, start, attempt)) => (Some(fire), Some(start), attempt),
+        None => (None, None, 0),
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    macro_rules! run {
+        ($pool:expr) => {
+            sqlx::query(sql)
+                .bind(&id)
+                .bind(tenant_id)
+                .bind(status)
+                .bind(attempt)
+                .bind(queued_at)
+                .bind(duration_ms)
+                .bind(error_type)
+                .bind(scheduled_for)
+                .bind(started_at)
+                .execute($pool)
+                .await
+                .unwrap()
+                .rows_affected()
+        };
+    }
+    let inserted = match db {
+        scriptbox::store::Db::Sqlite(pool) => run!(pool),
+        scriptbox::store::Db::Postgres(pool) => run!(pool),
+    };
+    assert_eq!(inserted, 1);
+}
+
+async fn tenant_id(db: &scriptbox::store::Db, name: &str) -> String {
+    let sql = "SELECT id FROM tenants WHERE name = $1";
+    let (id,): (String,) = match db {
+        scriptbox::store::Db::Sqlite(pool) => sqlx::query_as(sql).bind(name).fetch_one(pool).await,
+        scriptbox::store::Db::Postgres(pool) => {
+            sqlx::query_as(sql).bind(name).fetch_one(pool).await
+        }
+    }
+    .unwrap();
+    id
+}
+
+async fn stats_are_aggregated_per_minute_by_the_database(url: String) {
+    let node = TestNode::start(&url).await;
+    let key = node.tenant("acme").await;
+    node.tenant("other").await;
+    let db = node.exec.db();
+    let (acme, other) = (tenant_id(db, "acme").await, tenant_id(db, "other").await);
+    // The window is whole minutes ending with the current one: keep clear
+    // of a minute's end so the node's window is the one computed here.
+    let mut now = scriptbox::store::now_ms();
+    if now % 60_000 > 50_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (60_000 - now % 60_000) as u64 + 50,
+        ))
+        .await;
+        now = scriptbox::store::now_ms();
+    }
+    let first = (now / 60_000 - 2) * 60_000;
+
+    // Minute 0: twenty completed runs of 1..=20 ms (nearest rank: p50 10, p95 19).
+    for ms in 1..=20 {
+        insert_execution(
+            db,
+            &acme,
+            first + 1_000 + ms,
+            "completed",
+            Some(ms),
+            None,
+            None,
+        )
+        .await;
+    }
+    // Minute 1: three failures of 5, 6, 7 ms (p50 6, p95 7), and scheduled
+    // runs: first attempts 250 ms late and early (counts as 0); a retry's
+    // delay is not lag.
+    for ms in [7, 5, 6] {
+        let at = first + 61_000 + ms;
+        insert_execution(db, &acme, at, "failed", Some(ms), Some("js_error"), None).await;
+    }
+    let fire = first + 62_000;
+    for scheduled in [
+        (fire, fire + 250, 0),
+        (fire + 1, fire - 40, 0),
+        (fire + 2, fire + 600_000, 1),
+    ] {
+        insert_execution(db, &acme, fire, "running", None, None, Some(scheduled)).await;
+    }
+    // Minute 2: a run queued by a node whose clock is ahead counts in the last minute.
+    insert_execution(db, &acme, now + 300_000, "queued", None, None, None).await;
+    // Not counted: before the window, and another tenant's.
+    insert_execution(
+        db,
+        &acme,
+        first - 1,
+        "failed",
+        Some(1),
+        Some("timeout"),
+        None,
+    )
+    .await;
+    insert_execution(
+        db,
+        &other,
+        first + 1_000,
+        "failed",
+        Some(1),
+        Some("cpu_limit"),
+        None,
+    )
+    .await;
+
+    let (status, stats) = node
+        .call("GET", "/api/stats?minutes=3", Some(&key), None)
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    let minutes = stats["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 3, "{stats}");
+    assert_eq!(minutes[0]["runs"], json!({ "completed": 20 }));
+    assert_eq!(
+        (minutes[0]["p50_ms"].clone(), minutes[0]["p95_ms"].clone()),
+        (json!(10), json!(19))
+    );
+    assert_eq!(minutes[0]["lag_p95_ms"], Value::Null);
+    assert_eq!(minutes[1]["runs"], json!({ "failed": 3, "running": 3 }));
+    assert_eq!(
+        (minutes[1]["p50_ms"].clone(), minutes[1]["p95_ms"].clone()),
+        (json!(6), json!(7))
+    );
+    assert_eq!(minutes[1]["lag_p95_ms"], 250);
+    assert_eq!(minutes[2]["runs"], json!({ "queued": 1 }));
+    assert_eq!(minutes[2]["p50_ms"], Value::Null);
+    assert_eq!(stats["errors_by_kind"], json!({ "js_error": 3 }));
+
+    let (status, body) = node
+        .call("GET", "/api/stats?minutes=0", Some(&key), None)
+        .await;
+    assert_eq!(status, 400, "{body}");
     node.stop().await;
 }
 
@@ -613,7 +771,7 @@ async fn a_thousand_concurrent_runs_are_all_recorded(url: String) {
             )
             .await
             .unwrap();
-        assert_eq!(stored.status, "completed");
+        assert_eq!(stored.status, ExecutionStatus::Completed);
         assert_eq!(
             serde_json::from_str::<Value>(stored.output.as_deref().unwrap()).unwrap(),
             json!({ "echo": n })
@@ -679,7 +837,7 @@ async fn open_runs_of_silent_nodes_are_abandoned(url: String) {
         tenant_id: tenant.id.clone(),
         script_id: script.id.clone(),
         script_version: 1,
-        trigger_type: "manual".into(),
+        trigger_type: Trigger::Manual,
         input: "null".into(),
         attempt: 0,
         node_id: "ghost".into(),
@@ -697,7 +855,7 @@ async fn open_runs_of_silent_nodes_are_abandoned(url: String) {
         assert_eq!(node.exec.recover().await.unwrap(), 0);
         assert_eq!(
             db.execution(&tenant.id, &open.id).await.unwrap().status,
-            "running"
+            ExecutionStatus::Running
         );
         let mut conn = sqlx::PgConnection::connect(&node.database_url)
             .await
@@ -710,8 +868,8 @@ async fn open_runs_of_silent_nodes_are_abandoned(url: String) {
     // SQLite has one node: any other node's open run is abandoned at once.
     assert_eq!(node.exec.recover().await.unwrap(), 1);
     let stored = db.execution(&tenant.id, &open.id).await.unwrap();
-    assert_eq!(stored.status, "failed");
-    assert_eq!(stored.error_type.as_deref(), Some("abandoned"));
+    assert_eq!(stored.status, ExecutionStatus::Failed);
+    assert_eq!(stored.error_type, Some(FailureKind::Abandoned));
     // This node's own runs are never swept.
     let (_, mine) = node
         .call(

@@ -1,4 +1,4 @@
-//! The script contract (SPEC section 4) and isolation between runs.
+//! The script contract (docs/sandbox.md) and isolation between runs.
 
 use scriptbox::sandbox::{CompileFailure, ErrorKind, LogLevel};
 use scriptbox_tests::{output, run, run_as, sandbox};

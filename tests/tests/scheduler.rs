@@ -368,7 +368,7 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
     let first = claims_open_execution(&node, &key, id).await;
     node.exec.db().start_execution(&first).await.unwrap();
     let done = scriptbox::store::FinishedRun {
-        status: scriptbox::store::ExecutionStatus::Completed,
+        status: scriptbox::model::ExecutionStatus::Completed,
         output: Some("1".into()),
         error_type: None,
         error_message: None,

@@ -16,31 +16,15 @@ pub mod fair;
 
 pub use fair::{Admission, Slot, TenantBusy, TenantGate};
 
+pub use crate::model::Trigger;
+use crate::model::{ExecutionStatus, FailureKind};
 use crate::sandbox::{CompileFailure, RunFailure, RunOutcome, RunRequest, Sandbox};
 use crate::settings::ScriptSettings;
 use crate::store::{
-    Db, ExecutionRecord, ExecutionStatus, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
-    StoreError, StoreResult, new_id,
+    Db, ExecutionRecord, FinishedRun, NewExecution, RetryPolicy, ScriptRecord, StoreError,
+    StoreResult, new_id,
 };
-
-/// How a run was triggered; stored as `trigger_type` and passed as
-/// `ctx.trigger`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Manual,
-    Scheduled,
-    Webhook,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Scheduled => "scheduled",
-            Trigger::Webhook => "webhook",
-        }
-    }
-}
+use tracing::Instrument;
 
 /// How often a node records that it is alive, and how old a heartbeat may be
 /// before the node's open runs count as abandoned.
@@ -202,7 +186,7 @@ impl ExecutionService {
             tenant_id: script.tenant_id.clone(),
             script_id: script.id.clone(),
             script_version: script.version,
-            trigger_type: trigger.as_str().into(),
+            trigger_type: trigger,
             input,
             attempt,
             node_id: self.node_id.to_string(),
@@ -232,34 +216,39 @@ impl ExecutionService {
         let service = self.clone();
         let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
         // Recording happens inside the task: a caller that goes away cannot
-        // leave a row that nothing will run.
-        let done = tokio::spawn(async move {
-            let _in_flight = in_flight;
-            let id = new.id.clone();
-            let slot = match admission {
-                Admission::Now(slot) => {
-                    service.db.insert_running_execution(&new).await?;
-                    let _ = accepted_tx.send(id.clone());
-                    return service
-                        .run_started(slot, &id, &script, trigger, &new.input, attempt)
-                        .await;
-                }
-                Admission::Wait(ticket) => {
-                    service.db.insert_execution(&new).await?;
-                    let _ = accepted_tx.send(id.clone());
-                    drop(new);
-                    ticket.wait().await
-                }
-            };
-            service
-                .execute(slot, &id, &script, trigger, None, attempt)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Invalid(format!(
-                        "execution {id} was no longer queued when its turn came"
-                    ))
-                })
-        });
+        // leave a row that nothing will run. The task stays in the caller's
+        // span (a request's), so the run's span and logs carry its id.
+        let caller = tracing::Span::current();
+        let done = tokio::spawn(
+            async move {
+                let _in_flight = in_flight;
+                let id = new.id.clone();
+                let slot = match admission {
+                    Admission::Now(slot) => {
+                        service.db.insert_running_execution(&new).await?;
+                        let _ = accepted_tx.send(id.clone());
+                        return service
+                            .run_started(slot, &id, &script, trigger, &new.input, attempt)
+                            .await;
+                    }
+                    Admission::Wait(ticket) => {
+                        service.db.insert_execution(&new).await?;
+                        let _ = accepted_tx.send(id.clone());
+                        drop(new);
+                        ticket.wait().await
+                    }
+                };
+                service
+                    .execute(slot, &id, &script, trigger, None, attempt)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!(
+                            "execution {id} was no longer queued when its turn came"
+                        ))
+                    })
+            }
+            .instrument(caller),
+        );
         match accepted_rx.await {
             Ok(execution_id) => Ok(Accepted { execution_id, done }),
             // The task ended before recording: the insert failed.
@@ -367,7 +356,6 @@ impl ExecutionService {
         input: &str,
         attempt: i64,
     ) -> StoreResult<Executed> {
-        use tracing::Instrument;
         let span = tracing::info_span!(
             "run",
             tenant_id = %script.tenant_id,
@@ -421,16 +409,11 @@ impl ExecutionService {
             logs: Vec::new(),
             usage: Default::default(),
         };
-        // Settings that do not decode fail closed: nothing runs.
+        // Settings that do not decode fail closed: nothing runs (the
+        // failure is logged once, with the run, by `run_started`).
         let settings = match ScriptSettings::decode(script) {
             Ok(settings) => settings,
             Err(misconfigured) => {
-                tracing::error!(
-                    script_id = script.id,
-                    execution_id,
-                    error = %misconfigured,
-                    "script misconfigured; the run is refused"
-                );
                 return failed(RunFailure {
                     kind: crate::sandbox::ErrorKind::Internal,
                     message: format!("script misconfigured: {misconfigured}"),
@@ -529,7 +512,7 @@ fn finished_run(outcome: &RunOutcome) -> FinishedRun {
         Err(failure) => (
             ExecutionStatus::Failed,
             None,
-            Some(failure.kind.as_str().to_owned()),
+            Some(FailureKind::from(failure.kind)),
             Some(failure.message.clone()),
             failure.stack.clone(),
         ),

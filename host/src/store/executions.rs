@@ -1,56 +1,24 @@
 //! Executions: one row per run, written before the run starts and completed
 //! when it ends, so no accepted run goes unrecorded.
 
-use serde::{Deserialize, Serialize};
-
 use super::schedule::{RetryPolicy, follow_up};
 use super::{Db, StoreError, StoreResult, now_ms, on_pool};
+use crate::model::{ExecutionStatus, FailureKind, Trigger};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutionStatus {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    Dead,
-}
-
-impl ExecutionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Dead => "dead",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "queued" => Self::Queued,
-            "running" => Self::Running,
-            "completed" => Self::Completed,
-            "failed" => Self::Failed,
-            "dead" => Self::Dead,
-            _ => return None,
-        })
-    }
-}
-
-/// An execution as stored. `input`, `output` and `logs` are JSON text.
+/// An execution as stored. `input`, `output` and `logs` are JSON text. A
+/// row whose status, trigger or error kind is not one the service knows
+/// does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ExecutionRecord {
     pub id: String,
     pub tenant_id: String,
     pub script_id: String,
     pub script_version: i64,
-    pub trigger_type: String,
-    pub status: String,
+    pub trigger_type: Trigger,
+    pub status: ExecutionStatus,
     pub input: String,
     pub output: Option<String>,
-    pub error_type: Option<String>,
+    pub error_type: Option<FailureKind>,
     pub error_message: Option<String>,
     pub error_stack: Option<String>,
     pub logs: String,
@@ -69,18 +37,6 @@ pub struct ExecutionRecord {
     pub run_after: Option<i64>,
 }
 
-/// The fields of an execution the overview charts need.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ExecutionSummary {
-    pub status: String,
-    pub error_type: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub attempt: i64,
-    pub queued_at: i64,
-    pub started_at: Option<i64>,
-    pub scheduled_for: Option<i64>,
-}
-
 /// What is known when a run is accepted.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
@@ -88,7 +44,7 @@ pub struct NewExecution {
     pub tenant_id: String,
     pub script_id: String,
     pub script_version: i64,
-    pub trigger_type: String,
+    pub trigger_type: Trigger,
     pub input: String,
     pub attempt: i64,
     pub node_id: String,
@@ -100,7 +56,7 @@ pub struct NewExecution {
 pub struct FinishedRun {
     pub status: ExecutionStatus,
     pub output: Option<String>,
-    pub error_type: Option<String>,
+    pub error_type: Option<FailureKind>,
     pub error_message: Option<String>,
     pub error_stack: Option<String>,
     pub logs: String,
@@ -151,8 +107,8 @@ impl Db {
         on_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(&new.id).bind(&new.tenant_id).bind(&new.script_id).bind(new.script_version)
-                .bind(&new.trigger_type).bind(&new.input).bind(new.attempt).bind(&new.node_id)
-                .bind(now).bind(new.scheduled_for).bind(status.as_str()).bind(started_at)
+                .bind(new.trigger_type).bind(&new.input).bind(new.attempt).bind(&new.node_id)
+                .bind(now).bind(new.scheduled_for).bind(status).bind(started_at)
                 .execute(pool).await.map(|r| r.rows_affected())
         })?;
         Ok(())
@@ -194,7 +150,7 @@ impl Db {
             ($conn:expr, $status:expr) => {
                 sqlx::query(sql)
                     .bind(id)
-                    .bind($status.as_str())
+                    .bind($status)
                     .bind(&run.output)
                     .bind(&run.error_type)
                     .bind(&run.error_message)
@@ -228,24 +184,6 @@ impl Db {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await
-        })
-        .map_err(Into::into)
-    }
-
-    /// A tenant's executions queued at or after `since_ms`, oldest first, for
-    /// the overview charts.
-    pub async fn executions_since(
-        &self,
-        tenant_id: &str,
-        since_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<ExecutionSummary>> {
-        let sql = "SELECT status, error_type, duration_ms, attempt, queued_at, started_at, \
-            scheduled_for FROM executions WHERE tenant_id = $1 AND queued_at >= $2 \
-            ORDER BY queued_at LIMIT $3";
-        on_pool!(self, pool => {
-            sqlx::query_as::<_, ExecutionSummary>(sql)
-                .bind(tenant_id).bind(since_ms).bind(limit).fetch_all(pool).await
         })
         .map_err(Into::into)
     }
@@ -305,13 +243,13 @@ impl Db {
         alive_since: i64,
         retry: &RetryPolicy,
     ) -> StoreResult<u64> {
-        let sql = "UPDATE executions SET status = 'failed', error_type = 'abandoned', \
+        let sql = "UPDATE executions SET status = $4, error_type = $5, \
             error_message = 'the node running this execution stopped before it finished', \
             finished_at = $3 \
             WHERE status IN ('queued', 'running') AND run_after IS NULL AND node_id <> $1 \
             AND node_id NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $2) \
             RETURNING id, scheduled_for";
-        self.close_open_executions(sql, node_id, alive_since, retry)
+        self.close_open_executions(sql, node_id, alive_since, FailureKind::Abandoned, retry)
             .await
     }
 
@@ -323,24 +261,30 @@ impl Db {
         node_id: &str,
         retry: &RetryPolicy,
     ) -> StoreResult<u64> {
-        let sql = "UPDATE executions SET status = 'failed', error_type = 'shutdown', \
+        let sql = "UPDATE executions SET status = $4, error_type = $5, \
             error_message = 'the node shut down before this execution finished', \
             finished_at = $3 \
             WHERE status IN ('queued', 'running') AND run_after IS NULL AND node_id = $1 \
             AND queued_at <= $2 \
             RETURNING id, scheduled_for";
-        self.close_open_executions(sql, node_id, now_ms(), retry)
+        self.close_open_executions(sql, node_id, now_ms(), FailureKind::Shutdown, retry)
             .await
     }
 
     /// Runs `sql` (an UPDATE closing open executions that binds the node
-    /// id, a time and now, and returns id and scheduled_for) and follows up
-    /// the scheduled ones, in one transaction.
+    /// id, a time, now, the status `failed` and the failure kind, and
+    /// returns id and scheduled_for) and follows up the scheduled ones, in
+    /// one transaction.
+    ///
+    /// `status IN ('queued', 'running')` stays a literal in the SQL of this
+    /// module: PostgreSQL uses the partial index `executions_open` only when
+    /// the query's predicate visibly implies the index's.
     async fn close_open_executions(
         &self,
         sql: &str,
         node_id: &str,
         alive_since: i64,
+        kind: FailureKind,
         retry: &RetryPolicy,
     ) -> StoreResult<u64> {
         let now = now_ms();
@@ -349,12 +293,13 @@ impl Db {
             let mut tx = pool.begin_with(begin).await?;
             let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql)
                 .bind(node_id).bind(alive_since).bind(now)
+                .bind(ExecutionStatus::Failed).bind(kind)
                 .fetch_all(&mut *tx).await?;
             for (id, scheduled_for) in &rows {
                 if scheduled_for.is_some() {
                     let status = follow_up!(&mut *tx, id.as_str(), now, retry);
                     sqlx::query("UPDATE executions SET status = $2 WHERE id = $1")
-                        .bind(id).bind(status.as_str()).execute(&mut *tx).await?;
+                        .bind(id).bind(status).execute(&mut *tx).await?;
                 }
             }
             tx.commit().await?;

@@ -11,25 +11,83 @@ mod executions;
 mod kv;
 mod schedule;
 mod scripts;
+mod stats;
 mod tenants;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use executions::{
-    ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionSummary, FinishedRun, NewExecution,
-};
+pub use executions::{ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution};
 pub use kv::DbKv;
-pub use schedule::{Claim, DueScript, Plan, RetryPolicy, scheduled_input};
+pub use schedule::{
+    Backoff, Claim, DueScript, Plan, RETRY_DELAY_RANGE_MS, RetryPolicy, scheduled_input,
+};
 pub use scripts::{NewScript, ScriptRecord};
+pub use stats::{MinuteStats, TenantStats};
 pub use tenants::{Tenant, hash_api_key, new_api_key, validate_name as tenants_validate_name};
 
-use crate::config::DatabaseConfig;
+/// `[database]`: where data lives and how many connections to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (created if missing) or `postgres://USER@HOST/DB`.
+    pub url: String,
+    /// Most open connections.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_idle: u32,
+    /// A connection is closed after this many seconds, idle or not.
+    pub max_lifetime_secs: u64,
+    /// An idle connection above `min_idle` is closed after this many seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://scriptbox.db".into(),
+            max_connections: 25,
+            min_idle: 10,
+            max_lifetime_secs: 300,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let url = &self.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "database.url must start with sqlite: or postgres://, got {url:?}"
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err("database.max_connections must be at least 1".into());
+        }
+        if self.min_idle > self.max_connections {
+            return Err("database.min_idle must not exceed database.max_connections".into());
+        }
+        Ok(())
+    }
+
+    pub fn max_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_lifetime_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
 
 /// An open database of either kind.
 #[derive(Clone, Debug)]

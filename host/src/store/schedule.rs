@@ -16,7 +16,22 @@
 use serde_json::json;
 
 use super::{Db, StoreResult, new_id, on_pool};
-use crate::config::{Backoff, SchedulerConfig};
+use serde::{Deserialize, Serialize};
+
+/// How the delay before a retry grows with the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    /// Every retry waits the script's `retry_delay_ms`.
+    Fixed,
+    /// Retry n waits `retry_delay_ms * 2^(n-1)`, capped at
+    /// `backoff_max_ms`, with ±20 % jitter.
+    Exponential,
+}
+
+/// The range of `retry_delay_ms` (and of `backoff_max_ms`): one second to
+/// seven days.
+pub const RETRY_DELAY_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
 
 /// How long to wait before a retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,20 +44,12 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_config(config: &SchedulerConfig) -> Self {
-        Self {
-            backoff: config.backoff,
-            max_delay_ms: config.backoff_max_ms as i64,
-            max_retries: i64::from(config.max_retries_cap),
-        }
-    }
-
     /// The delay before retry number `attempt` (1 for the first), given the
     /// script's `retry_delay_ms`.
     pub fn delay_ms(&self, base_ms: i64, attempt: i64) -> i64 {
         // Out-of-range stored delays (rows older than the bounds, or edited
         // by hand) are brought back within 1 s - 7 days.
-        let range = crate::config::RETRY_DELAY_RANGE_MS;
+        let range = RETRY_DELAY_RANGE_MS;
         let base_ms = base_ms.clamp(*range.start() as i64, *range.end() as i64);
         match self.backoff {
             Backoff::Fixed => base_ms,
@@ -61,8 +68,13 @@ impl RetryPolicy {
 }
 
 impl Default for RetryPolicy {
+    /// The policy of the default `[scheduler]` settings.
     fn default() -> Self {
-        Self::from_config(&SchedulerConfig::default())
+        Self {
+            backoff: Backoff::Fixed,
+            max_delay_ms: 3_600_000,
+            max_retries: 25,
+        }
     }
 }
 
@@ -98,10 +110,10 @@ macro_rules! follow_up {
                 .bind(run_after)
                 .execute($conn)
                 .await?;
-                $crate::store::ExecutionStatus::Failed
+                $crate::model::ExecutionStatus::Failed
             }
-            Some((_, Some(_), _, _)) => $crate::store::ExecutionStatus::Dead,
-            _ => $crate::store::ExecutionStatus::Failed,
+            Some((_, Some(_), _, _)) => $crate::model::ExecutionStatus::Dead,
+            _ => $crate::model::ExecutionStatus::Failed,
         }
     }};
 }

@@ -3,6 +3,7 @@
 //! text, validated by the API before they get here.
 
 use super::{Db, StoreError, StoreResult, is_unique_violation, new_id, now_ms, on_pool};
+use crate::model::Trigger;
 
 /// A script as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -12,7 +13,7 @@ pub struct ScriptRecord {
     pub name: String,
     pub source: String,
     pub version: i64,
-    pub trigger_type: String,
+    pub trigger_type: Trigger,
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub webhook_path: Option<String>,
@@ -34,7 +35,7 @@ pub struct ScriptRecord {
 pub struct NewScript {
     pub name: String,
     pub source: String,
-    pub trigger_type: String,
+    pub trigger_type: Trigger,
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub webhook_path: Option<String>,
@@ -72,7 +73,7 @@ impl Db {
             name: new.name.clone(),
             source: new.source.clone(),
             version: 1,
-            trigger_type: new.trigger_type.clone(),
+            trigger_type: new.trigger_type,
             schedule: new.schedule.clone(),
             timezone: new.timezone.clone(),
             webhook_path: new.webhook_path.clone(),
@@ -96,7 +97,7 @@ impl Db {
         let result = on_pool!(self, pool => {
             sqlx::query(&sql)
                 .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.source).bind(r.version)
-                .bind(&r.trigger_type).bind(&r.schedule).bind(&r.timezone).bind(&r.webhook_path)
+                .bind(r.trigger_type).bind(&r.schedule).bind(&r.timezone).bind(&r.webhook_path)
                 .bind(r.enabled).bind(&r.limits).bind(&r.rate_limit).bind(&r.webhook_auth)
                 .bind(&r.webhook_methods).bind(r.max_retries).bind(r.retry_delay_ms)
                 .bind(r.next_run_at).bind(r.last_executed_at).bind(r.created_at).bind(r.updated_at)
@@ -154,7 +155,7 @@ impl Db {
         let result = on_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(tenant_id).bind(id).bind(&new.name).bind(&new.source)
-                .bind(&new.trigger_type).bind(&new.schedule).bind(&new.timezone)
+                .bind(new.trigger_type).bind(&new.schedule).bind(&new.timezone)
                 .bind(&new.webhook_path).bind(new.enabled).bind(&new.limits)
                 .bind(&new.rate_limit).bind(&new.webhook_auth).bind(&new.webhook_methods)
                 .bind(new.max_retries).bind(new.retry_delay_ms).bind(new.next_run_at)

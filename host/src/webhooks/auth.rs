@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AuthType, WebhookAuth};
+use crate::settings::standard_webhooks_key;
 
 /// Replay window of the timestamped schemes (Stripe, Standard Webhooks).
 pub const TOLERANCE_SECS: i64 = 300;
@@ -164,16 +165,6 @@ fn check_fresh(timestamp: i64, now: i64) -> Result<(), Refused> {
         )));
     }
     Ok(())
-}
-
-/// The key of a Standard Webhooks secret: base64 after `whsec_` (the prefix
-/// may be left out).
-pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, String> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    match BASE64.decode(encoded) {
-        Ok(key) if !key.is_empty() => Ok(key),
-        _ => Err("a standard-webhooks secret is whsec_ followed by base64".into()),
-    }
 }
 
 #[cfg(test)]

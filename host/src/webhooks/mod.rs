@@ -1,34 +1,19 @@
-//! The public listener: `ANY /{tenant}/{path...}` (or `ANY /{path...}` on
-//! the tenant's own host, see [`public`]) runs the enabled webhook script of
-//! that tenant whose `webhook_path` matches. Nothing else is served there:
-//! the API and the dashboard live on the admin listener, on another origin.
-//!
-//! Before anything runs, in this order: the route (404), the script's
-//! stored settings (500 `script misconfigured` when they do not decode), the
-//! method (405), the script's rate limit (429 with `Retry-After`), the body
-//! limit (413), the script's auth (401) and the tenant's fair share (429
-//! when its queue is full). Then the call is accepted: its execution is
-//! recorded (trigger `webhook`) and run in a task of its own, so it finishes
-//! and is stored even if the client goes away. The reply waits for the run
-//! (up to `webhooks.sync_timeout_ms`, else 504) and is `{"result": ...}`,
-//! `{"error": ...}` (500), or the script's own `Response`, checked (see
-//! [`reply`]); with `Prefer: respond-async` or `?async=true` it is 202
-//! `{"execution_id"}`.
+//! Webhooks, below the HTTP edge: the settings of the public listener, the
+//! route cache (`routes`), signature checks (`auth`), per-script rate limits
+//! (`limiter`), `public_url` and host routing (`public`), the checked reply
+//! a script's `Response` becomes (`reply`), and the input a request becomes
+//! ([`request_input`]). The handler that puts them together, in order, is
+//! `http::webhooks`; docs/webhooks.md describes the behaviour.
 
 pub mod auth;
 mod limiter;
 pub mod public;
-mod reply;
+pub mod reply;
 mod routes;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, Uri, header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -37,10 +22,6 @@ pub use public::{PublicUrl, Routing};
 pub use routes::Routes;
 
 pub use crate::settings::{AuthType, RateLimit, WebhookAuth};
-
-use crate::api::{AppError, AppState};
-use crate::exec::{SubmitError, Trigger};
-use crate::settings::ScriptSettings;
 
 /// `webhooks.*` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,256 +84,6 @@ impl WebhookConfig {
 
 /// Header naming the execution a webhook call started.
 pub const EXECUTION_HEADER: &str = "x-scriptbox-execution-id";
-
-fn rejected(state: &AppState, reason: &str) {
-    state
-        .metrics
-        .webhooks
-        .rejected
-        .with_label_values(&[reason])
-        .inc();
-}
-
-/// The public listener's routes: webhooks, and 404 for anything else.
-pub fn public_app(state: AppState) -> Router {
-    let routing = state.public_url.routing().clone();
-    let router = match routing {
-        Routing::Path => Router::new().route("/{tenant}/{*path}", axum::routing::any(by_path)),
-        Routing::Host { .. } => Router::new()
-            .route("/", axum::routing::any(by_host))
-            .route("/{*path}", axum::routing::any(by_host)),
-    };
-    router
-        .fallback(|| async { AppError::NotFound("Webhook endpoint not found".into()) })
-        .layer(axum::middleware::map_response(move |response: Response| {
-            let routing = routing.clone();
-            async move { reply::public_headers(response, &routing) }
-        }))
-        .with_state(state)
-}
-
-/// `ANY /{tenant}/{path...}` with path routing.
-async fn by_path(
-    State(state): State<AppState>,
-    Path((tenant, path)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
-    serve(state, &tenant, &path, method, uri, headers, body).await
-}
-
-/// `ANY /{path...}` on a tenant's own host, with host routing.
-async fn by_host(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .unwrap_or_default();
-    let Some(tenant) = state.public_url.tenant_from_host(host) else {
-        rejected(&state, "not_found");
-        return Err(AppError::NotFound("Webhook endpoint not found".into()));
-    };
-    let path = uri.path().to_owned();
-    serve(state, &tenant, &path, method, uri, headers, body).await
-}
-
-/// The admin listener's old webhook route: webhooks moved to the public
-/// listener, on another origin.
-pub async fn moved(
-    State(state): State<AppState>,
-    Path((tenant, path)): Path<(String, String)>,
-) -> AppError {
-    let path = format!("/{}", path.trim_matches('/'));
-    AppError::NotFound(format!(
-        "webhooks are served on the public listener: {}",
-        state.public_url.webhook_url(&tenant, &path)
-    ))
-}
-
-async fn serve(
-    state: AppState,
-    tenant: &str,
-    path: &str,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
-    // Leading and trailing slashes do not matter: `hooks/a/` is `/hooks/a`.
-    let path = format!("/{}", path.trim_matches('/'));
-    let Some(script) = state.routes.lookup(state.exec.db(), tenant, &path).await? else {
-        rejected(&state, "not_found");
-        return Err(AppError::NotFound("Webhook endpoint not found".into()));
-    };
-    // Stored settings that do not decode fail closed.
-    let settings = match ScriptSettings::decode(&script) {
-        Ok(settings) => settings,
-        Err(misconfigured) => {
-            tracing::error!(
-                script_id = script.id,
-                error = %misconfigured,
-                "webhook script misconfigured; the call is refused"
-            );
-            rejected(&state, "misconfigured");
-            return Ok((
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "error": "script misconfigured" })),
-            )
-                .into_response());
-        }
-    };
-
-    if let Some(allowed) = settings.webhook_methods.as_deref()
-        && !allowed.is_empty()
-        && !allowed.iter().any(|m| m == method.as_str())
-    {
-        rejected(&state, "method_not_allowed");
-        let message = format!("method {method} is not allowed; use {}", allowed.join(", "));
-        return Ok((
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, allowed.join(", "))],
-            axum::Json(json!({ "error": message })),
-        )
-            .into_response());
-    }
-
-    let limit = settings
-        .rate_limit
-        .unwrap_or(state.webhooks.default_limit());
-    if let Err(wait) = state.limiters.check(&script.id, limit) {
-        rejected(&state, "rate_limited");
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(AppError::TooManyRequests {
-            message: format!(
-                "rate limit of {} requests/s (burst {}) exceeded for this webhook",
-                limit.rps, limit.burst
-            ),
-            retry_after_secs: seconds.max(1),
-        });
-    }
-
-    let body_limit = state.webhooks.body_limit;
-    let too_large = || {
-        rejected(&state, "body_too_large");
-        AppError::PayloadTooLarge(format!(
-            "request body is over the limit of {body_limit} bytes"
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > body_limit) {
-        return Err(too_large());
-    }
-    let body = axum::body::to_bytes(body, body_limit)
-        .await
-        .map_err(|_| too_large())?;
-
-    if let Some(auth) = &settings.webhook_auth {
-        let now = crate::store::now_ms() / 1000;
-        if let Err(why) = auth::verify(auth, &headers, &body, now) {
-            rejected(&state, "unauthorized");
-            return Err(AppError::UnauthorizedWebhook(why.0));
-        }
-    }
-
-    let hide_authorization = settings
-        .webhook_auth
-        .as_ref()
-        .is_some_and(|a| a.kind == AuthType::Bearer);
-    let input = request_input(&method, &path, &uri, &headers, &body, hide_authorization);
-    drop(body);
-    let respond_async = query_flag(&uri, "async")
-        || headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
-            });
-
-    let accepted = match state.exec.submit(script, Trigger::Webhook, &input, 0).await {
-        Ok(accepted) => accepted,
-        Err(SubmitError::Busy(busy)) => {
-            rejected(&state, "tenant_busy");
-            return Err(AppError::TooManyRequests {
-                message: busy.to_string(),
-                retry_after_secs: 1,
-            });
-        }
-        Err(SubmitError::Store(error)) => {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "recording a webhook call failed"
-            );
-            return Err(AppError::Unavailable(
-                "the call could not be recorded".into(),
-            ));
-        }
-    };
-    drop(input);
-    let execution_id = accepted.execution_id;
-    let id_header = HeaderValue::from_str(&execution_id).expect("ids are ASCII");
-
-    if respond_async {
-        let mut response = (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({ "execution_id": execution_id })),
-        )
-            .into_response();
-        response.headers_mut().insert(EXECUTION_HEADER, id_header);
-        return Ok(response);
-    }
-
-    let wait = Duration::from_millis(state.webhooks.sync_timeout_ms);
-    let mut response = match tokio::time::timeout(wait, accepted.done).await {
-        Err(_) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            axum::Json(json!({
-                "error": format!(
-                    "the script did not finish within {} ms; execution {execution_id} goes on and will be recorded",
-                    state.webhooks.sync_timeout_ms
-                )
-            })),
-        )
-            .into_response(),
-        Ok(Err(join)) => {
-            return Err(AppError::Internal(anyhow::anyhow!("the run's task failed: {join}")));
-        }
-        Ok(Ok(Err(store))) => return Err(store.into()),
-        Ok(Ok(Ok(executed))) => match executed.outcome.result {
-            Ok(success) => match success.reply {
-                Some(script_reply) => reply::script_response(script_reply),
-                None => {
-                    let output: Value = serde_json::from_str(&success.output).unwrap_or(Value::Null);
-                    axum::Json(json!({ "result": output })).into_response()
-                }
-            },
-            Err(failure) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "error": failure.message })),
-            )
-                .into_response(),
-        },
-    };
-    response.headers_mut().insert(EXECUTION_HEADER, id_header);
-    Ok(response)
-}
-
-fn query_flag(uri: &Uri, name: &str) -> bool {
-    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-        .any(|(k, v)| k == name && (v == "true" || v == "1" || v.is_empty()))
-}
 
 /// The run's input: `{ method, path, headers, query, body }`. `body` is the
 /// parsed JSON when the content type is JSON and it parses, else the text

@@ -72,6 +72,31 @@ pub async fn serve(database: &str) -> Server {
 
 /// `serve` with extra environment variables (`SCRIPTBOX_*` settings).
 pub async fn serve_with(database: &str, env: &[(&str, &str)]) -> Server {
+    let server = spawn_serve(database, env, Stdio::inherit());
+    wait_ready(server).await
+}
+
+/// `serve` whose stderr is kept: the lines it has written so far are in the
+/// returned vector.
+pub async fn serve_logging(
+    database: &str,
+    env: &[(&str, &str)],
+) -> (Server, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let mut server = spawn_serve(database, env, Stdio::piped());
+    let stderr = server.child.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (wait_ready(server).await, lines)
+}
+
+fn spawn_serve(database: &str, env: &[(&str, &str)], stderr: Stdio) -> Server {
     let port = free_port();
     let public_port = free_port();
     let child = scriptbox()
@@ -86,17 +111,21 @@ pub async fn serve_with(database: &str, env: &[(&str, &str)]) -> Server {
             database,
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
-    let server = Server {
+    Server {
         child,
         port,
         public_port,
-    };
+    }
+}
+
+/// Returns `server` once it answers.
+async fn wait_ready(server: Server) -> Server {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
+        if reqwest::get(format!("http://127.0.0.1:{}/health/live", server.port))
             .await
             .is_ok()
         {

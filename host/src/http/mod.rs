@@ -1,14 +1,22 @@
-//! The HTTP API (SPEC section 5): tenant-scoped routes for scripts and
-//! executions. Every `/api` route needs `Authorization: Bearer <api key>`;
+//! The HTTP edge: the routers of both listeners. Below it are services
+//! (`exec`, `scheduler`, `store`, `webhooks`), which never import it.
+//!
+//! The admin listener ([`app`]) serves the API, the dashboard, `/metrics`
+//! and health. Every `/api` route needs `Authorization: Bearer <api key>`;
 //! every query is scoped to the key's tenant, so another tenant's object is
-//! a 404. Errors are `{"error": "<message>"}`.
+//! a 404. Errors are `{"error": "<message>"}` (docs/api.md). The public
+//! listener ([`webhooks::public_app`]) serves webhooks only.
 
+pub mod dashboard;
 mod error;
 mod executions;
 mod health;
 mod json;
-pub(crate) mod scripts;
+pub mod observe;
+mod scripts;
 mod stats;
+pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,25 +31,26 @@ use moka::future::Cache;
 
 pub use error::AppError;
 
-use crate::config::SchedulerConfig;
 use crate::exec::ExecutionService;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolHistory};
+use crate::node::Node;
 use crate::scheduler::SchedulerHandle;
+use crate::scripts::ScriptService;
 use crate::store::{StoreError, Tenant, hash_api_key};
 use crate::webhooks::{Limiters, PublicUrl, Routes, WebhookConfig};
 
-/// Shared by every handler.
+/// Shared by every handler: the node's services and the edge's own state.
 #[derive(Clone)]
 pub struct AppState {
     pub exec: ExecutionService,
+    pub scripts: ScriptService,
     /// Tenants by API-key hash, so a request costs no key lookup in the
     /// database once seen. Entries live a minute.
     tenants: Cache<String, Arc<Tenant>>,
     pub metrics: Metrics,
-    /// Told when a schedule changes, so the loop looks again at once.
     pub scheduler: SchedulerHandle,
-    /// Defaults for scripts that do not set their retries.
-    pub retry_defaults: SchedulerConfig,
+    /// Whether this node runs the scheduler loop (for health).
+    pub scheduler_enabled: bool,
     pub webhooks: WebhookConfig,
     /// Where the public listener serves webhooks, for `webhook_url`.
     pub public_url: PublicUrl,
@@ -49,67 +58,30 @@ pub struct AppState {
     pub metrics_token: String,
     pub routes: Routes,
     pub limiters: Limiters,
-    pub pool_history: crate::metrics::PoolHistory,
+    pub pool_history: PoolHistory,
 }
 
 impl AppState {
-    pub fn new(exec: ExecutionService) -> Self {
+    /// The state of `node`'s listeners; `public_url` is where webhooks are
+    /// reached (parsed with the public listener's bound address).
+    pub fn new(node: &Node, public_url: PublicUrl, pool_history: PoolHistory) -> Self {
         Self {
-            exec,
+            exec: node.exec.clone(),
+            scripts: node.scripts.clone(),
             tenants: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
-            metrics: Metrics::new(),
-            scheduler: SchedulerHandle::default(),
-            retry_defaults: SchedulerConfig::default(),
-            public_url: WebhookConfig::default()
-                .public_url()
-                .expect("the default public URL is valid"),
-            webhooks: WebhookConfig::default(),
-            metrics_token: String::new(),
-            routes: Routes::default(),
-            limiters: Limiters::default(),
-            pool_history: Default::default(),
+            metrics: node.metrics.clone(),
+            scheduler: node.scheduler.clone(),
+            scheduler_enabled: node.config.scheduler.enabled,
+            webhooks: node.config.webhooks.clone(),
+            public_url,
+            metrics_token: node.config.metrics.token.clone(),
+            routes: node.routes.clone(),
+            limiters: node.limiters.clone(),
+            pool_history,
         }
-    }
-
-    pub fn with_pool_history(mut self, history: crate::metrics::PoolHistory) -> Self {
-        self.pool_history = history;
-        self
-    }
-
-    /// Webhook settings. `webhook_url`s follow `config.public_url` once
-    /// [`Self::with_public_url`] gives the parsed form (`serve` does, with the
-    /// public listener's bound address).
-    pub fn with_webhooks(mut self, config: WebhookConfig) -> Self {
-        self.webhooks = config;
-        self
-    }
-
-    pub fn with_public_url(mut self, url: PublicUrl) -> Self {
-        self.public_url = url;
-        self
-    }
-
-    pub fn with_metrics_token(mut self, token: String) -> Self {
-        self.metrics_token = token;
-        self
-    }
-
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    pub fn with_scheduler(mut self, scheduler: SchedulerHandle) -> Self {
-        self.scheduler = scheduler;
-        self
-    }
-
-    pub fn with_retry_defaults(mut self, defaults: SchedulerConfig) -> Self {
-        self.retry_defaults = defaults;
-        self
     }
 }
 
@@ -130,7 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/scripts/{id}/next-runs", get(scripts::next_runs))
         .route(
             "/api/webhooks/{tenant}/{*path}",
-            axum::routing::any(crate::webhooks::moved),
+            axum::routing::any(webhooks::moved),
         )
         .route("/api/executions", get(executions::list))
         .route("/api/executions/{id}", get(executions::show))
@@ -139,7 +111,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/live", get(|| async { "OK" }))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
-        .merge(crate::dashboard::routes())
+        .merge(dashboard::routes())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             AppError::MethodNotAllowed(format!("method {method} is not allowed on this route"))
@@ -178,7 +150,7 @@ async fn tenant(Auth(tenant): Auth) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({
         "id": tenant.id,
         "name": tenant.name,
-        "created_at": scripts::rfc3339(tenant.created_at),
+        "created_at": views::rfc3339(tenant.created_at),
     }))
 }
 

@@ -1,4 +1,4 @@
-//! `/health`, `/health/live`, `/health/ready` (SPEC section 8).
+//! `/health`, `/health/live`, `/health/ready` (docs/operations.md).
 //!
 //! `/health` checks the sandbox pool (fails when it cannot make instances,
 //! warns when nearly every instance is busy), the database (a real query,
@@ -76,7 +76,7 @@ async fn database(state: &AppState) -> (Status, Value) {
 }
 
 fn scheduler(state: &AppState) -> (Status, Value) {
-    if !state.retry_defaults.enabled {
+    if !state.scheduler_enabled {
         return check(
             Status::Pass,
             "disabled on this node ([scheduler] enabled = false)",
@@ -111,7 +111,7 @@ async fn report(state: &AppState) -> (bool, Value) {
         .all(|(_, (status, _))| *status != Status::Fail);
     let body = json!({
         "healthy": healthy,
-        "timestamp": crate::api::scripts::rfc3339(crate::store::now_ms()),
+        "timestamp": super::views::rfc3339(crate::store::now_ms()),
         "checks": checks.iter().map(|(name, (_, value))| (name.to_string(), value.clone())).collect::<serde_json::Map<_, _>>(),
     });
     (healthy, body)

@@ -69,6 +69,18 @@ impl From<StoreError> for AppError {
     }
 }
 
+impl From<crate::scripts::ScriptError> for AppError {
+    fn from(error: crate::scripts::ScriptError) -> Self {
+        use crate::scripts::ScriptError;
+        match error {
+            ScriptError::Invalid(message) => AppError::BadRequest(message),
+            ScriptError::TooLarge(message) => AppError::PayloadTooLarge(message),
+            ScriptError::Unavailable(message) => AppError::Unavailable(message),
+            ScriptError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<crate::exec::SubmitError> for AppError {
     fn from(error: crate::exec::SubmitError) -> Self {
         match error {

@@ -1,43 +1,16 @@
 //! `/api/executions`: history, one execution, retry.
 
-use super::json::Query;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::scripts::{page_json, page_limit, rfc3339};
+use super::json::Query;
+use super::scripts::page_limit;
+use super::views::{ExecutionView, Page};
 use super::{AppError, AppState, Auth};
-use crate::exec::Trigger;
-use crate::store::{ExecutionFilter, ExecutionRecord, ExecutionStatus, StoreError};
-
-/// The API's view of an execution.
-pub fn execution_json(e: &ExecutionRecord) -> Value {
-    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-    json!({
-        "id": e.id,
-        "script_id": e.script_id,
-        "script_version": e.script_version,
-        "trigger_type": e.trigger_type,
-        "status": e.status,
-        "input": parse(&e.input),
-        "output": e.output.as_deref().map(parse),
-        "error_type": e.error_type,
-        "error_message": e.error_message,
-        "error_stack": e.error_stack,
-        "logs": parse(&e.logs),
-        "attempt": e.attempt,
-        "queued_at": rfc3339(e.queued_at),
-        "started_at": e.started_at.map(rfc3339),
-        "finished_at": e.finished_at.map(rfc3339),
-        "duration_ms": e.duration_ms,
-        "fuel_used": e.fuel_used,
-        "memory_peak_bytes": e.memory_peak_bytes,
-        "cpu_time_us": e.cpu_time_us,
-        "scheduled_for": e.scheduled_for.map(rfc3339),
-        "retry_at": e.run_after.map(rfc3339),
-    })
-}
+use crate::model::ExecutionStatus;
+use crate::store::{ExecutionFilter, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,11 +25,11 @@ pub async fn list(
     State(state): State<AppState>,
     Auth(tenant): Auth,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Page<ExecutionView>>, AppError> {
     let limit = page_limit(query.limit)?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(ExecutionStatus::parse(text).ok_or_else(|| {
+        Some(text) => Some(text.parse::<ExecutionStatus>().map_err(|_| {
             AppError::bad(format!(
                 "invalid status {text:?}: use queued, running, completed, failed or dead"
             ))
@@ -68,17 +41,17 @@ pub async fn list(
         before: query.cursor,
         limit: limit + 1,
     };
-    let mut rows = state.exec.db().list_executions(&tenant.id, &filter).await?;
-    Ok(Json(page_json(&mut rows, limit, |e| &e.id, execution_json)))
+    let rows = state.exec.db().list_executions(&tenant.id, &filter).await?;
+    Ok(Json(Page::of(rows, limit, |e| &e.id, ExecutionView::from)))
 }
 
 pub async fn show(
     State(state): State<AppState>,
     Auth(tenant): Auth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ExecutionView>, AppError> {
     let execution = state.exec.db().execution(&tenant.id, &id).await?;
-    Ok(Json(execution_json(&execution)))
+    Ok(Json(execution.into()))
 }
 
 /// Runs a failed or dead execution again, as a new execution with the same
@@ -87,10 +60,10 @@ pub async fn retry(
     State(state): State<AppState>,
     Auth(tenant): Auth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ExecutionView>, AppError> {
     let db = state.exec.db();
     let original = db.execution(&tenant.id, &id).await?;
-    if !matches!(original.status.as_str(), "failed" | "dead") {
+    if !original.status.is_retryable() {
         return Err(AppError::Conflict(format!(
             "only failed or dead executions can be retried; this one is {}",
             original.status
@@ -105,16 +78,16 @@ pub async fn retry(
         }
         Err(error) => return Err(error.into()),
     };
-    let trigger = match original.trigger_type.as_str() {
-        "scheduled" => Trigger::Scheduled,
-        "webhook" => Trigger::Webhook,
-        _ => Trigger::Manual,
-    };
     let input: Value = serde_json::from_str(&original.input).unwrap_or(Value::Null);
     let attempt = original.attempt + 1;
     let execution = state
         .exec
-        .run_to_end(std::sync::Arc::new(script), trigger, &input, attempt)
+        .run_to_end(
+            std::sync::Arc::new(script),
+            original.trigger_type,
+            &input,
+            attempt,
+        )
         .await?;
-    Ok(Json(execution_json(&execution)))
+    Ok(Json(execution.into()))
 }

@@ -1,0 +1,327 @@
+//! The public listener: `ANY /{tenant}/{path...}` (or `ANY /{path...}` on
+//! the tenant's own host, see [`crate::webhooks::public`]) runs the enabled
+//! webhook script of that tenant whose `webhook_path` matches. Nothing else
+//! is served there: the API and the dashboard live on the admin listener, on
+//! another origin.
+//!
+//! Before anything runs, in this order: the route (404), the script's
+//! stored settings (500 `script misconfigured` when they do not decode), the
+//! method (405), the script's rate limit (429 with `Retry-After`), the body
+//! limit (413), the script's auth (401) and the tenant's fair share (429
+//! when its queue is full). Then the call is accepted: its execution is
+//! recorded (trigger `webhook`) and run in a task of its own, so it finishes
+//! and is stored even if the client goes away. The reply waits for the run
+//! (up to `webhooks.sync_timeout_ms`, else 504) and is `{"result": ...}`,
+//! `{"error": ...}` (500), or the script's own `Response`, checked (see
+//! [`crate::webhooks::reply`]); with `Prefer: respond-async` or
+//! `?async=true` it is 202 `{"execution_id"}`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AppError, AppState};
+use crate::exec::{Accepted, SubmitError, Trigger};
+use crate::settings::{AuthType, ScriptSettings};
+use crate::store::ScriptRecord;
+use crate::webhooks::{EXECUTION_HEADER, Routing, auth, reply, request_input};
+
+/// The public listener's routes: webhooks, and 404 for anything else.
+pub fn public_app(state: AppState) -> Router {
+    let routing = state.public_url.routing().clone();
+    let router = match routing {
+        Routing::Path => Router::new().route("/{tenant}/{*path}", axum::routing::any(by_path)),
+        Routing::Host { .. } => Router::new()
+            .route("/", axum::routing::any(by_host))
+            .route("/{*path}", axum::routing::any(by_host)),
+    };
+    router
+        .fallback(|| async { AppError::NotFound("Webhook endpoint not found".into()) })
+        .layer(axum::middleware::map_response(move |response: Response| {
+            let routing = routing.clone();
+            async move { reply::public_headers(response, &routing) }
+        }))
+        .with_state(state)
+}
+
+/// The admin listener's old webhook route: webhooks moved to the public
+/// listener, on another origin.
+pub async fn moved(
+    State(state): State<AppState>,
+    Path((tenant, path)): Path<(String, String)>,
+) -> AppError {
+    let path = format!("/{}", path.trim_matches('/'));
+    AppError::NotFound(format!(
+        "webhooks are served on the public listener: {}",
+        state.public_url.webhook_url(&tenant, &path)
+    ))
+}
+
+/// `ANY /{tenant}/{path...}` with path routing.
+async fn by_path(
+    State(state): State<AppState>,
+    Path((tenant, path)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    serve(state, &tenant, &path, method, uri, headers, body).await
+}
+
+/// `ANY /{path...}` on a tenant's own host, with host routing.
+async fn by_host(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let Some(tenant) = state.public_url.tenant_from_host(host) else {
+        rejected(&state, "not_found");
+        return Err(AppError::NotFound("Webhook endpoint not found".into()));
+    };
+    let path = uri.path().to_owned();
+    serve(state, &tenant, &path, method, uri, headers, body).await
+}
+
+/// Counts a call refused before it ran, by reason.
+fn rejected(state: &AppState, reason: &str) {
+    state
+        .metrics
+        .webhooks
+        .rejected
+        .with_label_values(&[reason])
+        .inc();
+}
+
+/// One webhook call: each check in the order the module documents, then
+/// the run, then the reply.
+async fn serve(
+    state: AppState,
+    tenant: &str,
+    path: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    // Leading and trailing slashes do not matter: `hooks/a/` is `/hooks/a`.
+    let path = format!("/{}", path.trim_matches('/'));
+    let Some(script) = state.routes.lookup(state.exec.db(), tenant, &path).await? else {
+        rejected(&state, "not_found");
+        return Err(AppError::NotFound("Webhook endpoint not found".into()));
+    };
+    let settings = match ScriptSettings::decode(&script) {
+        Ok(settings) => settings,
+        Err(misconfigured) => return Ok(misconfigured_reply(&state, &script, &misconfigured)),
+    };
+    if let Some(refusal) = check_method(&state, &settings, &method) {
+        return Ok(refusal);
+    }
+    check_rate(&state, &script, &settings)?;
+    let body = read_body(&state, &headers, body).await?;
+    if let Some(auth) = &settings.webhook_auth {
+        let now = crate::store::now_ms() / 1000;
+        if let Err(why) = auth::verify(auth, &headers, &body, now) {
+            rejected(&state, "unauthorized");
+            return Err(AppError::UnauthorizedWebhook(why.0));
+        }
+    }
+
+    let hide_authorization = settings
+        .webhook_auth
+        .as_ref()
+        .is_some_and(|a| a.kind == AuthType::Bearer);
+    let input = request_input(&method, &path, &uri, &headers, &body, hide_authorization);
+    drop(body);
+    let accepted = submit(&state, script, &input).await?;
+    drop(input);
+    let id_header = HeaderValue::from_str(&accepted.execution_id).expect("ids are ASCII");
+    let mut response = if wants_async(&uri, &headers) {
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "execution_id": accepted.execution_id })),
+        )
+            .into_response()
+    } else {
+        sync_reply(&state, accepted).await?
+    };
+    response.headers_mut().insert(EXECUTION_HEADER, id_header);
+    Ok(response)
+}
+
+/// Stored settings that do not decode fail closed: 500, logged with why.
+fn misconfigured_reply(
+    state: &AppState,
+    script: &ScriptRecord,
+    misconfigured: &crate::settings::Misconfigured,
+) -> Response {
+    tracing::error!(
+        script_id = script.id,
+        error = %misconfigured,
+        "webhook script misconfigured; the call is refused"
+    );
+    rejected(state, "misconfigured");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({ "error": "script misconfigured" })),
+    )
+        .into_response()
+}
+
+/// 405 with `Allow` when the script accepts only some methods.
+fn check_method(state: &AppState, settings: &ScriptSettings, method: &Method) -> Option<Response> {
+    let allowed = settings.webhook_methods.as_deref()?;
+    if allowed.is_empty() || allowed.iter().any(|m| m == method.as_str()) {
+        return None;
+    }
+    rejected(state, "method_not_allowed");
+    let message = format!("method {method} is not allowed; use {}", allowed.join(", "));
+    Some(
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, allowed.join(", "))],
+            axum::Json(json!({ "error": message })),
+        )
+            .into_response(),
+    )
+}
+
+/// The script's rate limit (or the listener's default): 429 with the
+/// seconds to wait.
+fn check_rate(
+    state: &AppState,
+    script: &ScriptRecord,
+    settings: &ScriptSettings,
+) -> Result<(), AppError> {
+    let limit = settings
+        .rate_limit
+        .unwrap_or(state.webhooks.default_limit());
+    let Err(wait) = state.limiters.check(&script.id, limit) else {
+        return Ok(());
+    };
+    rejected(state, "rate_limited");
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Err(AppError::TooManyRequests {
+        message: format!(
+            "rate limit of {} requests/s (burst {}) exceeded for this webhook",
+            limit.rps, limit.burst
+        ),
+        retry_after_secs: seconds.max(1),
+    })
+}
+
+/// The body, refused with 413 as soon as it is known to be over the limit
+/// (from `Content-Length`, else while reading).
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, AppError> {
+    let body_limit = state.webhooks.body_limit;
+    let too_large = || {
+        rejected(state, "body_too_large");
+        AppError::PayloadTooLarge(format!(
+            "request body is over the limit of {body_limit} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > body_limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, body_limit)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Records the call and starts its run; 429 when the tenant's queue is
+/// full, 503 when the record cannot be written.
+async fn submit(
+    state: &AppState,
+    script: std::sync::Arc<ScriptRecord>,
+    input: &Value,
+) -> Result<Accepted, AppError> {
+    match state.exec.submit(script, Trigger::Webhook, input, 0).await {
+        Ok(accepted) => Ok(accepted),
+        Err(SubmitError::Busy(busy)) => {
+            rejected(state, "tenant_busy");
+            Err(AppError::TooManyRequests {
+                message: busy.to_string(),
+                retry_after_secs: 1,
+            })
+        }
+        Err(SubmitError::Store(error)) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "recording a webhook call failed"
+            );
+            Err(AppError::Unavailable(
+                "the call could not be recorded".into(),
+            ))
+        }
+    }
+}
+
+/// `Prefer: respond-async` or `?async=true`.
+fn wants_async(uri: &Uri, headers: &HeaderMap) -> bool {
+    query_flag(uri, "async")
+        || headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+            })
+}
+
+fn query_flag(uri: &Uri, name: &str) -> bool {
+    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == name && (v == "true" || v == "1" || v.is_empty()))
+}
+
+/// Waits for the run (up to `webhooks.sync_timeout_ms`, else 504) and
+/// answers with its result, its error (500) or its own checked `Response`.
+async fn sync_reply(state: &AppState, accepted: Accepted) -> Result<Response, AppError> {
+    let wait = Duration::from_millis(state.webhooks.sync_timeout_ms);
+    let executed = match tokio::time::timeout(wait, accepted.done).await {
+        Err(_) => {
+            let message = format!(
+                "the script did not finish within {} ms; execution {} goes on and will be recorded",
+                state.webhooks.sync_timeout_ms, accepted.execution_id
+            );
+            let body = axum::Json(json!({ "error": message }));
+            return Ok((StatusCode::GATEWAY_TIMEOUT, body).into_response());
+        }
+        Ok(Err(join)) => {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "the run's task failed: {join}"
+            )));
+        }
+        Ok(Ok(stored)) => stored?,
+    };
+    Ok(match executed.outcome.result {
+        Ok(success) => match success.reply {
+            Some(script_reply) => reply::script_response(script_reply),
+            None => {
+                let output: Value = serde_json::from_str(&success.output).unwrap_or(Value::Null);
+                axum::Json(json!({ "result": output })).into_response()
+            }
+        },
+        Err(failure) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({ "error": failure.message })),
+        )
+            .into_response(),
+    })
+}
