@@ -3,7 +3,7 @@
 //! none twice and none lost, also when one node is killed (SIGKILL) half
 //! way. Needs `SCRIPTBOX_TEST_POSTGRES_URL`; says it was skipped without.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

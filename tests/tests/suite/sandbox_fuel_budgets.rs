@@ -22,28 +22,28 @@ async fn fixture_scripts_stay_within_their_fuel_budgets() {
     let fixtures = [
         (
             "trivial",
-            include_str!("../fixtures/trivial.js"),
+            include_str!("../../fixtures/trivial.js"),
             json!({ "n": 1 }),
             json!({ "ok": true, "n": 2 }),
             90_617u64,
         ),
         (
             "fib20",
-            include_str!("../fixtures/fib.js"),
+            include_str!("../../fixtures/fib.js"),
             json!({ "n": 20 }),
             json!(6765),
             27_227_622,
         ),
         (
             "json",
-            include_str!("../fixtures/json.js"),
+            include_str!("../../fixtures/json.js"),
             json!({ "items": 200 }),
             json!(200),
             12_430_368,
         ),
         (
             "strings",
-            include_str!("../fixtures/strings.js"),
+            include_str!("../../fixtures/strings.js"),
             json!({ "n": 2000 }),
             json!(2000),
             14_641_281,

@@ -1,6 +1,6 @@
 //! The `run`, `check` and `cron next` commands, through the real binary.
 
-mod common;
+use crate::common;
 
 use common::scriptbox;
 

@@ -3,7 +3,7 @@
 //! cannot are recorded as failed with kind `shutdown`; the process exits 0
 //! either way. Logs: what it writes to stderr, as text or JSON.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! `tests/e2e` (`.ci/run` does both); says it was skipped without them,
 //! except in CI.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

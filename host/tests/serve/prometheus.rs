@@ -2,7 +2,7 @@
 //! every query of `ops/dashboard-queries.promql` with data. Skipped when
 //! `prometheus` is not installed, except in CI.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! it `failed` with kind `abandoned`. Runs the real binary: `tenant create`
 //! then `serve`, twice, on one SQLite file.
 
-mod common;
+use crate::common;
 
 use common::{call, create_tenant, execution, scriptbox, serve, wait_for_status};
 use serde_json::json;

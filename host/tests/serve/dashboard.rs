@@ -4,7 +4,7 @@
 //! Needs `chromium` and `npm ci` in `tests/e2e` (`.ci/run` does both); says
 //! it was skipped without them, except in CI.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

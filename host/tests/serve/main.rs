@@ -1,0 +1,12 @@
+//! Tests of the `scriptbox` binary itself, one test binary: commands,
+//! `serve` processes (shutdown, recovery, a cluster of nodes, logs),
+//! Prometheus and Chromium against a live node.
+
+mod common;
+mod cli;
+mod cluster;
+mod dashboard;
+mod isolation_browser;
+mod prometheus;
+mod recovery;
+mod shutdown;
