@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::sandbox::{
-    CompileFailure, FetchConfig, LimitOverrides, LogLevel, MemoryKv, RunRequest, Sandbox,
-    SandboxConfig,
+    CompileFailure, FetchConfig, LimitOverrides, LogLevel, MemoryKv, RunContext, RunRequest,
+    Sandbox, SandboxConfig,
 };
 use crate::store::{Db, StoreError};
 
@@ -174,7 +174,7 @@ async fn serve(config: Config) -> ExitCode {
     tracing::info!(
         admin = %format!("http://{}", addr(&listeners.admin)),
         public = %format!("http://{}", addr(&listeners.public)),
-        database = node.exec.db().dialect(),
+        database = node.db.dialect(),
         pool_max = config.sandbox.pool_max,
         tenant_max_concurrent = config.sandbox.tenant_max_concurrent(),
         tenant_max_queued = config.sandbox.tenant_max_queued,
@@ -422,19 +422,14 @@ async fn run_file(
         Ok(bytecode) => bytecode,
         Err(failure) => return report_compile_failure(file, failure),
     };
-    let context = serde_json::json!({
-        "scriptId": "local",
-        "executionId": uuid::Uuid::new_v4().to_string(),
-        "tenantId": "local",
-        "trigger": "manual",
-        "attempt": 0,
-    });
-    let request = RunRequest {
-        tenant: "local".into(),
-        input: input.to_owned(),
-        context: context.to_string(),
-        limits,
+    let context = RunContext {
+        script_id: "local".into(),
+        execution_id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: "local".into(),
+        trigger: "manual",
+        attempt: 0,
     };
+    let request = RunRequest::new(&context, input.to_owned(), limits);
     let outcome = sandbox.run(&bytecode, request).await;
     for line in &outcome.logs {
         match line.level {

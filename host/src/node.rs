@@ -19,6 +19,8 @@ use crate::webhooks::{Limiters, Routes};
 /// A started node's parts.
 pub struct Node {
     pub config: Config,
+    pub db: Db,
+    pub sandbox: Sandbox,
     pub exec: ExecutionService,
     pub scripts: ScriptService,
     pub metrics: Metrics,
@@ -49,8 +51,7 @@ pub async fn start(config: &Config) -> Result<Node> {
         config.scheduler.retry_policy(),
         metrics.runs.clone(),
     );
-    exec.db()
-        .heartbeat(exec.node_id())
+    db.heartbeat(exec.node_id())
         .await
         .context("registering this node")?;
     let abandoned = exec.recover().await.context("recovering open runs")?;
@@ -64,8 +65,8 @@ pub async fn start(config: &Config) -> Result<Node> {
     let routes = Routes::default();
     let limiters = Limiters::default();
     let scripts = ScriptService::new(
-        db,
-        sandbox,
+        db.clone(),
+        sandbox.clone(),
         scheduler.clone(),
         routes.clone(),
         limiters.clone(),
@@ -73,6 +74,8 @@ pub async fn start(config: &Config) -> Result<Node> {
     );
     Ok(Node {
         config: config.clone(),
+        db,
+        sandbox,
         exec,
         scripts,
         metrics,

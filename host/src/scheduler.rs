@@ -26,7 +26,7 @@ use crate::exec::{ExecutionService, SubmitError};
 use crate::metrics::SchedulerMetrics;
 use crate::model::{ExecutionStatus, FailureKind};
 use crate::store::{
-    Backoff, Claim, DueScript, ExecutionRecord, FinishedRun, Plan, RETRY_DELAY_RANGE_MS,
+    Backoff, Claim, Db, DueScript, ExecutionRecord, FinishedRun, Plan, RETRY_DELAY_RANGE_MS,
     RetryPolicy, StoreError, StoreResult, now_ms, scheduled_input,
 };
 
@@ -188,14 +188,21 @@ impl SchedulerHandle {
 }
 
 pub struct Scheduler {
+    db: Db,
     exec: ExecutionService,
     metrics: SchedulerMetrics,
     handle: SchedulerHandle,
 }
 
 impl Scheduler {
-    pub fn new(exec: ExecutionService, metrics: SchedulerMetrics, handle: SchedulerHandle) -> Self {
+    pub fn new(
+        db: Db,
+        exec: ExecutionService,
+        metrics: SchedulerMetrics,
+        handle: SchedulerHandle,
+    ) -> Self {
         Self {
+            db,
             exec,
             metrics,
             handle,
@@ -226,7 +233,7 @@ impl Scheduler {
         self.metrics.ticks.inc();
         let now = now_ms();
         self.handle.inner.last_tick_ms.store(now, Ordering::Relaxed);
-        let db = self.exec.db();
+        let db = &self.db;
         let node = self.exec.node_id();
 
         // Claiming takes a write lock; look first whether anything is due.
@@ -276,7 +283,7 @@ impl Scheduler {
             .inner
             .dead_counted_ms
             .store(now, Ordering::Relaxed);
-        if let Ok(dead) = self.exec.db().dead_letter_count().await {
+        if let Ok(dead) = self.db.dead_letter_count().await {
             self.metrics.dead_letter.set(dead);
         }
     }
@@ -316,11 +323,12 @@ impl Scheduler {
     }
 
     fn spawn(&self, job: Job) {
+        let db = self.db.clone();
         let exec = self.exec.clone();
         let metrics = self.metrics.clone();
         metrics.running.inc();
         tokio::spawn(async move {
-            if let Err(error) = run_job(&exec, &metrics, &job).await {
+            if let Err(error) = run_job(&db, &exec, &metrics, &job).await {
                 tracing::error!(
                     execution_id = job.execution_id,
                     error = format!("{error:#}"),
@@ -344,17 +352,18 @@ struct Job {
 }
 
 async fn run_job(
+    db: &Db,
     exec: &ExecutionService,
     metrics: &SchedulerMetrics,
     job: &Job,
 ) -> StoreResult<()> {
-    let script = match exec.db().script(&job.tenant_id, &job.script_id).await {
+    let script = match db.script(&job.tenant_id, &job.script_id).await {
         Ok(script) if script.enabled => script,
         Ok(_) => {
-            return cancel(exec, job, "the script was disabled before this run started").await;
+            return cancel(db, job, "the script was disabled before this run started").await;
         }
         Err(StoreError::NotFound) => {
-            return cancel(exec, job, "the script was deleted before this run started").await;
+            return cancel(db, job, "the script was deleted before this run started").await;
         }
         Err(error) => return Err(error),
     };
@@ -376,7 +385,7 @@ async fn run_job(
                 .with_label_values(&[FailureKind::TenantBusy.as_str()])
                 .inc();
             return end_claimed(
-                exec,
+                db,
                 job,
                 ExecutionStatus::Failed,
                 FailureKind::TenantBusy,
@@ -396,20 +405,13 @@ async fn run_job(
 }
 
 /// Ends a claimed run that cannot start; it goes to the dead-letter queue.
-async fn cancel(exec: &ExecutionService, job: &Job, why: &str) -> StoreResult<()> {
-    end_claimed(
-        exec,
-        job,
-        ExecutionStatus::Dead,
-        FailureKind::Cancelled,
-        why,
-    )
-    .await
+async fn cancel(db: &Db, job: &Job, why: &str) -> StoreResult<()> {
+    end_claimed(db, job, ExecutionStatus::Dead, FailureKind::Cancelled, why).await
 }
 
 /// Stores a claimed run that never started as ended with `status`.
 async fn end_claimed(
-    exec: &ExecutionService,
+    db: &Db,
     job: &Job,
     status: ExecutionStatus,
     kind: FailureKind,
@@ -427,8 +429,7 @@ async fn end_claimed(
         memory_peak_bytes: 0,
         cpu_time_us: 0,
     };
-    exec.db()
-        .finish_execution(&job.execution_id, &run, None)
+    db.finish_execution(&job.execution_id, &run, None)
         .await
         .map(|_| ())
 }

@@ -51,6 +51,7 @@ pub async fn run(
     }));
     let scheduler = node.config.scheduler.enabled.then(|| {
         let scheduler = Scheduler::new(
+            node.db.clone(),
             node.exec.clone(),
             node.metrics.scheduler.clone(),
             node.scheduler.clone(),
@@ -61,7 +62,7 @@ pub async fn run(
         }))
     });
     let pool_history = PoolHistory::default();
-    let sampler = tokio::spawn(pool_history.clone().sample(node.exec.sandbox().clone(), {
+    let sampler = tokio::spawn(pool_history.clone().sample(node.sandbox.clone(), {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -149,7 +150,7 @@ pub async fn run(
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;
     }
-    node.exec.db().close().await;
+    node.db.close().await;
     Ok(())
 }
 

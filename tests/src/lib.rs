@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use scriptbox::sandbox::{
-    FetchConfig, MemoryKv, RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig,
+    FetchConfig, MemoryKv, RunContext, RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig,
 };
 
 /// A sandbox with a small pool and default limits.
@@ -40,24 +40,15 @@ pub async fn run_as(
     limits: RunLimits,
 ) -> RunOutcome {
     let bytecode = sandbox.compile(source).await.expect("the script compiles");
-    let context = serde_json::json!({
-        "scriptId": "s1",
-        "executionId": "e1",
-        "tenantId": tenant,
-        "trigger": "manual",
-        "attempt": 0,
-    });
-    sandbox
-        .run(
-            &bytecode,
-            RunRequest {
-                tenant: tenant.into(),
-                input: input.to_string(),
-                context: context.to_string(),
-                limits,
-            },
-        )
-        .await
+    let context = RunContext {
+        script_id: "s1".into(),
+        execution_id: "e1".into(),
+        tenant_id: tenant.into(),
+        trigger: "manual",
+        attempt: 0,
+    };
+    let request = RunRequest::new(&context, input.to_string(), limits);
+    sandbox.run(&bytecode, request).await
 }
 
 /// The output of a run that must succeed, parsed.

@@ -18,11 +18,11 @@ pub use fair::{Admission, Slot, TenantBusy, TenantGate};
 
 pub use crate::model::Trigger;
 use crate::model::{ExecutionStatus, FailureKind};
-use crate::sandbox::{CompileFailure, RunFailure, RunOutcome, RunRequest, Sandbox};
+use crate::sandbox::{CompileFailure, RunContext, RunFailure, RunOutcome, RunRequest, Sandbox};
 use crate::settings::ScriptSettings;
 use crate::store::{
-    Db, ExecutionRecord, FinishedRun, NewExecution, RetryPolicy, ScriptRecord, StoreError,
-    StoreResult, new_id,
+    Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
+    StoreError, StoreResult, new_id,
 };
 use tracing::Instrument;
 
@@ -36,6 +36,17 @@ pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 pub struct Accepted {
     pub execution_id: String,
     pub done: tokio::task::JoinHandle<StoreResult<Executed>>,
+}
+
+/// Why an execution was not retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("only failed or dead executions can be retried; this one is {0}")]
+    NotRetryable(ExecutionStatus),
+    #[error("the script of this execution has been deleted")]
+    ScriptDeleted,
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
 }
 
 /// Why a run was not accepted.
@@ -155,12 +166,52 @@ impl ExecutionService {
             .await
     }
 
+    /// The store this service records runs in (for tests and tools; the
+    /// service's callers use its methods).
     pub fn db(&self) -> &Db {
         &self.db
     }
 
+    /// The sandbox runs go to (for tests and tools, as [`Self::db`]).
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// One execution of `tenant_id`.
+    pub async fn get(&self, tenant_id: &str, id: &str) -> StoreResult<ExecutionRecord> {
+        self.db.execution(tenant_id, id).await
+    }
+
+    /// A page of `tenant_id`'s executions, newest first.
+    pub async fn list(
+        &self,
+        tenant_id: &str,
+        filter: &ExecutionFilter,
+    ) -> StoreResult<Vec<ExecutionRecord>> {
+        self.db.list_executions(tenant_id, filter).await
+    }
+
+    /// Runs a failed or dead execution again, as a new execution with the
+    /// same trigger and input and the next attempt number, and waits for it.
+    pub async fn retry(&self, tenant_id: &str, id: &str) -> Result<ExecutionRecord, RetryError> {
+        let original = self
+            .db
+            .execution(tenant_id, id)
+            .await
+            .map_err(SubmitError::from)?;
+        if !original.status.is_retryable() {
+            return Err(RetryError::NotRetryable(original.status));
+        }
+        let script = match self.db.script(tenant_id, &original.script_id).await {
+            Ok(script) => script,
+            Err(StoreError::NotFound) => return Err(RetryError::ScriptDeleted),
+            Err(error) => return Err(SubmitError::from(error).into()),
+        };
+        let input: Value = serde_json::from_str(&original.input).unwrap_or(Value::Null);
+        let attempt = original.attempt + 1;
+        Ok(self
+            .run_to_end(Arc::new(script), original.trigger_type, &input, attempt)
+            .await?)
     }
 
     pub fn node_id(&self) -> &str {
@@ -446,27 +497,24 @@ impl ExecutionService {
             }
             Err(CompileFailure::Sandbox(failure)) => return failed(failure),
         };
-        let context = serde_json::json!({
-            "scriptId": script.id,
-            "executionId": execution_id,
-            "tenantId": script.tenant_id,
-            "trigger": trigger.as_str(),
-            "attempt": attempt,
-        });
-        let request = RunRequest {
-            tenant: script.tenant_id.clone(),
-            input: input.to_owned(),
-            context: context.to_string(),
-            limits,
+        let context = RunContext {
+            script_id: script.id.clone(),
+            execution_id: execution_id.to_owned(),
+            tenant_id: script.tenant_id.clone(),
+            trigger: trigger.as_str(),
+            attempt,
         };
+        let request = RunRequest::new(&context, input.to_owned(), limits);
         self.sandbox.run(&bytecode, request).await
     }
 
-    /// Marks open runs of dead nodes (all others, on SQLite) as abandoned.
+    /// Marks open runs of dead nodes (all others, on an unshared database)
+    /// as abandoned.
     pub async fn recover(&self) -> StoreResult<u64> {
-        let alive_since = match self.db {
-            Db::Sqlite(_) => i64::MAX,
-            Db::Postgres(_) => crate::store::now_ms() - HEARTBEAT_STALE_AFTER.as_millis() as i64,
+        let alive_since = if self.db.is_shared() {
+            crate::store::now_ms() - HEARTBEAT_STALE_AFTER.as_millis() as i64
+        } else {
+            i64::MAX
         };
         self.db
             .abandon_executions(&self.node_id, alive_since, &self.retry)
@@ -480,7 +528,7 @@ impl ExecutionService {
             if let Err(error) = self.db.heartbeat(&self.node_id).await {
                 tracing::warn!(error = format!("{error:#}"), "heartbeat failed");
             }
-            if matches!(self.db, Db::Postgres(_)) {
+            if self.db.is_shared() {
                 match self.recover().await {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(count = n, "marked runs of stopped nodes abandoned"),

@@ -69,6 +69,16 @@ impl From<StoreError> for AppError {
     }
 }
 
+impl From<crate::exec::RetryError> for AppError {
+    fn from(error: crate::exec::RetryError) -> Self {
+        use crate::exec::RetryError;
+        match error {
+            RetryError::Submit(error) => error.into(),
+            conflict => AppError::Conflict(conflict.to_string()),
+        }
+    }
+}
+
 impl From<crate::scripts::ScriptError> for AppError {
     fn from(error: crate::scripts::ScriptError) -> Self {
         use crate::scripts::ScriptError;

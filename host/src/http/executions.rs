@@ -3,14 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::json::Query;
 use super::scripts::page_limit;
 use super::views::{ExecutionView, Page};
 use super::{AppError, AppState, Auth};
 use crate::model::ExecutionStatus;
-use crate::store::{ExecutionFilter, StoreError};
+use crate::store::ExecutionFilter;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +40,7 @@ pub async fn list(
         before: query.cursor,
         limit: limit + 1,
     };
-    let rows = state.exec.db().list_executions(&tenant.id, &filter).await?;
+    let rows = state.exec.list(&tenant.id, &filter).await?;
     Ok(Json(Page::of(rows, limit, |e| &e.id, ExecutionView::from)))
 }
 
@@ -50,7 +49,7 @@ pub async fn show(
     Auth(tenant): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionView>, AppError> {
-    let execution = state.exec.db().execution(&tenant.id, &id).await?;
+    let execution = state.exec.get(&tenant.id, &id).await?;
     Ok(Json(execution.into()))
 }
 
@@ -61,33 +60,6 @@ pub async fn retry(
     Auth(tenant): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionView>, AppError> {
-    let db = state.exec.db();
-    let original = db.execution(&tenant.id, &id).await?;
-    if !original.status.is_retryable() {
-        return Err(AppError::Conflict(format!(
-            "only failed or dead executions can be retried; this one is {}",
-            original.status
-        )));
-    }
-    let script = match db.script(&tenant.id, &original.script_id).await {
-        Ok(script) => script,
-        Err(StoreError::NotFound) => {
-            return Err(AppError::Conflict(
-                "the script of this execution has been deleted".into(),
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let input: Value = serde_json::from_str(&original.input).unwrap_or(Value::Null);
-    let attempt = original.attempt + 1;
-    let execution = state
-        .exec
-        .run_to_end(
-            std::sync::Arc::new(script),
-            original.trigger_type,
-            &input,
-            attempt,
-        )
-        .await?;
+    let execution = state.exec.retry(&tenant.id, &id).await?;
     Ok(Json(execution.into()))
 }

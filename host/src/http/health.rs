@@ -37,7 +37,7 @@ fn check(status: Status, message: impl Into<String>) -> (Status, Value) {
 }
 
 fn vm_pool(state: &AppState) -> (Status, Value) {
-    let sandbox = state.exec.sandbox();
+    let sandbox = &state.sandbox;
     if let Some(error) = sandbox.pool_error() {
         return check(
             Status::Fail,
@@ -57,7 +57,7 @@ fn vm_pool(state: &AppState) -> (Status, Value) {
 }
 
 async fn database(state: &AppState) -> (Status, Value) {
-    let db = state.exec.db();
+    let db = &state.db;
     match tokio::time::timeout(DATABASE_TIMEOUT, db.ping()).await {
         Ok(Ok(())) => check(Status::Pass, format!("{} answers", db.dialect())),
         Ok(Err(error)) => check(

@@ -34,14 +34,17 @@ pub use error::AppError;
 use crate::exec::ExecutionService;
 use crate::metrics::{Metrics, PoolHistory};
 use crate::node::Node;
+use crate::sandbox::Sandbox;
 use crate::scheduler::SchedulerHandle;
 use crate::scripts::ScriptService;
-use crate::store::{StoreError, Tenant, hash_api_key};
+use crate::store::{Db, StoreError, Tenant, hash_api_key};
 use crate::webhooks::{Limiters, PublicUrl, Routes, WebhookConfig};
 
 /// Shared by every handler: the node's services and the edge's own state.
 #[derive(Clone)]
 pub struct AppState {
+    pub db: Db,
+    pub sandbox: Sandbox,
     pub exec: ExecutionService,
     pub scripts: ScriptService,
     /// Tenants by API-key hash, so a request costs no key lookup in the
@@ -66,6 +69,8 @@ impl AppState {
     /// reached (parsed with the public listener's bound address).
     pub fn new(node: &Node, public_url: PublicUrl, pool_history: PoolHistory) -> Self {
         Self {
+            db: node.db.clone(),
+            sandbox: node.sandbox.clone(),
             exec: node.exec.clone(),
             scripts: node.scripts.clone(),
             tenants: Cache::builder()
@@ -215,7 +220,7 @@ impl FromRequestParts<AppState> for Auth {
             return Ok(Auth(tenant));
         }
         let State(state) = State(state.clone());
-        match state.exec.db().tenant_by_key(key).await {
+        match state.db.tenant_by_key(key).await {
             Ok(tenant) => {
                 let tenant = Arc::new(tenant);
                 state.tenants.insert(hash, tenant.clone()).await;

@@ -118,7 +118,7 @@ async fn serve(
 ) -> Result<Response, AppError> {
     // Leading and trailing slashes do not matter: `hooks/a/` is `/hooks/a`.
     let path = format!("/{}", path.trim_matches('/'));
-    let Some(script) = state.routes.lookup(state.exec.db(), tenant, &path).await? else {
+    let Some(script) = state.routes.lookup(&state.db, tenant, &path).await? else {
         rejected(&state, "not_found");
         return Err(AppError::NotFound("Webhook endpoint not found".into()));
     };

@@ -233,6 +233,32 @@ pub struct RunRequest {
     pub limits: RunLimits,
 }
 
+/// What a script learns about its run: the `ctx` argument
+/// (`ctx.scriptId`, `ctx.executionId`, `ctx.tenantId`, `ctx.trigger`,
+/// `ctx.attempt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunContext {
+    pub script_id: String,
+    pub execution_id: String,
+    pub tenant_id: String,
+    /// `manual`, `scheduled` or `webhook`.
+    pub trigger: &'static str,
+    pub attempt: i64,
+}
+
+impl RunRequest {
+    /// A run for `context`'s tenant, with its `ctx` and `input` (JSON text).
+    pub fn new(context: &RunContext, input: String, limits: RunLimits) -> Self {
+        Self {
+            tenant: context.tenant_id.clone(),
+            input,
+            context: serde_json::to_string(context).expect("a context serialises"),
+            limits,
+        }
+    }
+}
+
 /// A `Response` the script returned, to be sent verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reply {

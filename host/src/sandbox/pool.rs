@@ -6,8 +6,10 @@
 //! (with half again as headroom). A semaphore of `pool_max` permits bounds the
 //! runs in flight, and [`COMPILE_SLOTS`] more permits of their own serve
 //! compiles, so saving a script never waits behind runs; together they keep
-//! the pooling allocator from being asked for more slots than it has. Finished instances are dropped on a thread of their own, so
-//! tearing down memory is off the run's critical path.
+//! the pooling allocator from being asked for more slots than it has.
+//! Finished instances are dropped as tasks on the async runtime's worker
+//! threads (on a teardown thread of the pool's own when there is no
+//! runtime), so tearing down memory is off the run's critical path.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};

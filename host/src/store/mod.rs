@@ -194,6 +194,13 @@ impl Db {
         }
     }
 
+    /// Whether several nodes may share this database (PostgreSQL): then a
+    /// node's open runs are its own only while it sends heartbeats. A
+    /// SQLite file belongs to one node.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
     /// A round trip, for health checks.
     pub async fn ping(&self) -> Result<()> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;

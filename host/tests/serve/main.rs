@@ -2,9 +2,9 @@
 //! `serve` processes (shutdown, recovery, a cluster of nodes, logs),
 //! Prometheus and Chromium against a live node.
 
-mod common;
 mod cli;
 mod cluster;
+mod common;
 mod dashboard;
 mod isolation_browser;
 mod prometheus;
