@@ -4,10 +4,14 @@
 //! an origin of its own).
 
 use std::future::{Future, IntoFuture};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use crate::http::observe::traced;
 use crate::http::{AppState, app};
 use crate::metrics::PoolHistory;
 pub use crate::node::{Node, start};
@@ -36,38 +40,17 @@ impl Listeners {
     }
 }
 
-/// Serves both listeners until `shutdown` resolves.
+/// Serves both listeners until `shutdown` resolves. Then: no new
+/// connections or claims; runs in progress get `shutdown_timeout_ms` to
+/// finish, the rest are recorded as failed (`shutdown`).
 pub async fn run(
     listeners: Listeners,
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let keep_alive = tokio::spawn(node.exec.clone().keep_alive({
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }));
-    let scheduler = node.config.scheduler.enabled.then(|| {
-        let scheduler = Scheduler::new(
-            node.db.clone(),
-            node.exec.clone(),
-            node.metrics.scheduler.clone(),
-            node.scheduler.clone(),
-        );
-        let mut rx = stop_rx.clone();
-        tokio::spawn(scheduler.run(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }))
-    });
+    let (stop_tx, stop_rx) = watch::channel(false);
     let pool_history = PoolHistory::default();
-    let sampler = tokio::spawn(pool_history.clone().sample(node.sandbox.clone(), {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }));
+    let background = start_background(&node, &pool_history, &stop_rx);
     // Without a configured public URL, webhook URLs name the address the
     // public listener is bound to (its real port, when it was 0).
     let public_addr = listeners
@@ -77,67 +60,36 @@ pub async fn run(
     let public_url = PublicUrl::parse(&node.config.webhooks.public_url, &public_addr.to_string())
         .map_err(anyhow::Error::msg)?;
     let state = AppState::new(&node, public_url, pool_history);
+    let public_app = traced(crate::http::webhooks::public_app(state.clone()), "public");
     let mut public = tokio::spawn(
-        axum::serve(
-            listeners.public,
-            crate::http::observe::traced(
-                crate::http::webhooks::public_app(state.clone()),
-                "public",
-            ),
-        )
-        .with_graceful_shutdown({
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }
-        })
-        .into_future(),
+        axum::serve(listeners.public, public_app)
+            .with_graceful_shutdown(stopped(&stop_rx))
+            .into_future(),
     );
-    let mut http = tokio::spawn(
-        axum::serve(
-            listeners.admin,
-            crate::http::observe::traced(app(state), "admin"),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .into_future(),
+    let mut admin = tokio::spawn(
+        axum::serve(listeners.admin, traced(app(state), "admin"))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+            .into_future(),
     );
 
-    // Until a signal: serve. After it: no new connections or claims; runs
-    // in progress get `shutdown_timeout` to finish, the rest are failed.
-    let mut stopping = stop_rx.clone();
-    let mut http_done = false;
+    let mut admin_done = false;
     tokio::select! {
-        served = &mut http => {
+        served = &mut admin => {
             served.context("the HTTP server task failed")?.context("serving HTTP")?;
-            http_done = true;
+            admin_done = true;
         }
-        _ = stopping.wait_for(|stop| *stop) => {}
+        _ = stopped(&stop_rx) => {}
     }
-    let shutdown_timeout = std::time::Duration::from_millis(node.config.shutdown_timeout_ms);
+    let shutdown_timeout = Duration::from_millis(node.config.shutdown_timeout_ms);
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
-    let in_flight = node.exec.runs_in_flight();
-    if in_flight > 0 {
-        tracing::info!(runs = in_flight, "waiting for running executions to finish");
-    }
-    if !node.exec.wait_idle(deadline).await {
-        match node.exec.fail_unfinished().await {
-            Ok(n) => tracing::warn!(
-                runs = n,
-                "recorded executions still running at the shutdown deadline as failed"
-            ),
-            Err(error) => tracing::error!(
-                error = format!("{error:#}"),
-                "could not record unfinished executions"
-            ),
-        }
-    }
+    finish_runs(&node, deadline).await;
     // Requests still open past the deadline (a synchronous call waiting for
     // a run just failed) are cut.
-    if !http_done && tokio::time::timeout_at(deadline, &mut http).await.is_err() {
-        http.abort();
+    if !admin_done && tokio::time::timeout_at(deadline, &mut admin).await.is_err() {
+        admin.abort();
     }
     if tokio::time::timeout_at(deadline, &mut public)
         .await
@@ -145,13 +97,67 @@ pub async fn run(
     {
         public.abort();
     }
-    let _ = keep_alive.await;
-    let _ = sampler.await;
-    if let Some(scheduler) = scheduler {
-        let _ = scheduler.await;
+    for task in background {
+        let _ = task.await;
     }
     node.db.close().await;
     Ok(())
+}
+
+/// Resolves once `stop` is set.
+fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }
+}
+
+/// The node's background tasks, until `stop`: heartbeats and recovery, the
+/// scheduler loop (when enabled), pool sampling for the dashboard.
+fn start_background(
+    node: &Node,
+    pool_history: &PoolHistory,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(node.exec.clone().keep_alive(stopped(stop))),
+        tokio::spawn(
+            pool_history
+                .clone()
+                .sample(node.sandbox.clone(), stopped(stop)),
+        ),
+    ];
+    if node.config.scheduler.enabled {
+        let scheduler = Scheduler::new(
+            node.db.clone(),
+            node.exec.clone(),
+            node.metrics.scheduler.clone(),
+            node.scheduler.clone(),
+        );
+        tasks.push(tokio::spawn(scheduler.run(stopped(stop))));
+    }
+    tasks
+}
+
+/// Waits for runs in progress until `deadline`; records the rest as failed.
+async fn finish_runs(node: &Node, deadline: tokio::time::Instant) {
+    let in_flight = node.exec.runs_in_flight();
+    if in_flight > 0 {
+        tracing::info!(runs = in_flight, "waiting for running executions to finish");
+    }
+    if node.exec.wait_idle(deadline).await {
+        return;
+    }
+    match node.exec.fail_unfinished().await {
+        Ok(n) => tracing::warn!(
+            runs = n,
+            "recorded executions still running at the shutdown deadline as failed"
+        ),
+        Err(error) => tracing::error!(
+            error = format!("{error:#}"),
+            "could not record unfinished executions"
+        ),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -2,14 +2,16 @@
 //! the dashboard's overview charts: runs per minute by status, p50/p95
 //! duration, scheduler lag, errors by kind, and this node's pool use.
 
-use super::json::Query;
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::views::rfc3339;
+use super::json::Query;
+use super::views::Rfc3339;
 use super::{AppError, AppState, Auth};
+use crate::model::{ExecutionStatus, FailureKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,11 +19,36 @@ pub struct StatsQuery {
     minutes: Option<i64>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct StatsView {
+    from: Rfc3339,
+    minutes: Vec<MinuteView>,
+    errors_by_kind: BTreeMap<FailureKind, i64>,
+    /// This node's pool, sampled.
+    pool: Vec<PoolSample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MinuteView {
+    t: Rfc3339,
+    runs: BTreeMap<ExecutionStatus, i64>,
+    p50_ms: Option<i64>,
+    p95_ms: Option<i64>,
+    lag_p95_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolSample {
+    t: Rfc3339,
+    in_use: usize,
+    size: usize,
+}
+
 pub async fn stats(
     State(state): State<AppState>,
     Auth(tenant): Auth,
     Query(query): Query<StatsQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<StatsView>, AppError> {
     let minutes = query.minutes.unwrap_or(60);
     if !(1..=1440).contains(&minutes) {
         return Err(AppError::bad(format!(
@@ -31,34 +58,33 @@ pub async fn stats(
     let now = crate::store::now_ms();
     let first = (now / 60_000 - minutes + 1) * 60_000;
     let stats = state
-        .exec
-        .db()
+        .db
         .tenant_stats(&tenant.id, first, minutes as usize)
         .await?;
-    let series: Vec<Value> = stats
-        .minutes
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            json!({
-                "t": rfc3339(first + i as i64 * 60_000),
-                "runs": m.runs,
-                "p50_ms": m.p50_ms,
-                "p95_ms": m.p95_ms,
-                "lag_p95_ms": m.lag_p95_ms,
-            })
+    let minutes = (0..)
+        .zip(stats.minutes)
+        .map(|(i, m)| MinuteView {
+            t: Rfc3339(first + i * 60_000),
+            runs: m.runs,
+            p50_ms: m.p50_ms,
+            p95_ms: m.p95_ms,
+            lag_p95_ms: m.lag_p95_ms,
         })
         .collect();
-    let pool: Vec<Value> = state
+    let pool = state
         .pool_history
         .since(first)
         .into_iter()
-        .map(|s| json!({ "t": rfc3339(s.at_ms), "in_use": s.in_use, "size": s.size }))
+        .map(|s| PoolSample {
+            t: Rfc3339(s.at_ms),
+            in_use: s.in_use,
+            size: s.size,
+        })
         .collect();
-    Ok(Json(json!({
-        "from": rfc3339(first),
-        "minutes": series,
-        "errors_by_kind": stats.errors_by_kind,
-        "pool": pool,
-    })))
+    Ok(Json(StatsView {
+        from: Rfc3339(first),
+        minutes,
+        errors_by_kind: stats.errors_by_kind,
+        pool,
+    }))
 }
