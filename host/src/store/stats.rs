@@ -1,12 +1,12 @@
 //! The overview charts' numbers, aggregated by the database: runs per
 //! minute by status, nearest-rank p50/p95 of duration and p95 of scheduler
-//! lag per minute, and errors by kind. Each query reads the window through
-//! the `(tenant_id, queued_at)` index and returns one row per minute (and
-//! status or kind), so an answer costs the same whatever the rows hold.
+//! lag per minute, and errors by kind, in one statement that reads the
+//! window once through the `(tenant_id, queued_at)` index and returns one
+//! row per minute and measure: nothing per execution reaches the service.
 
 use std::collections::BTreeMap;
 
-use super::{Db, StoreResult, on_pool};
+use super::{Db, StoreError, StoreResult, on_pool};
 use crate::model::{ExecutionStatus, FailureKind};
 
 /// One minute of a tenant's runs.
@@ -32,86 +32,78 @@ pub struct TenantStats {
 /// one: `$3` is its start and `$4` its index.
 const MINUTE: &str = "CASE WHEN queued_at >= $3 THEN $4 ELSE (queued_at - $2) / 60000 END";
 
-/// Rows of the tenant `$1` in the window.
-const WINDOW: &str = "FROM executions WHERE tenant_id = $1 AND queued_at >= $2";
+/// Start − fire time of a first attempt of a scheduled run (0 when early).
+const LAG: &str = "CASE WHEN attempt = 0 AND started_at IS NOT NULL AND scheduled_for IS NOT NULL \
+    THEN CASE WHEN started_at > scheduled_for THEN started_at - scheduled_for ELSE 0 END END";
+
+/// Nearest rank ⌈n·q⌉ in integer arithmetic, for q = 0.5 and 0.95.
+const P50: &str = "(n + 1) / 2";
+const P95: &str = "(95 * n + 99) / 100";
 
 impl Db {
     /// The `minutes` whole minutes ending with the current one, where
     /// `first_ms` is the start of the first.
+    ///
+    /// One statement: the window's rows (tenant `$1`, queued at or after
+    /// `$2`) are read once into `w`; counts and nearest-rank quantiles
+    /// (window functions both backends have) come back as rows of
+    /// `(what, minute, name, value)`.
     pub async fn tenant_stats(
         &self,
         tenant_id: &str,
         first_ms: i64,
         minutes: usize,
     ) -> StoreResult<TenantStats> {
+        let sql = format!(
+            "WITH w AS MATERIALIZED ( \
+               SELECT {MINUTE} AS m, status, error_type, duration_ms AS d, {LAG} AS lag \
+               FROM executions WHERE tenant_id = $1 AND queued_at >= $2), \
+             d AS (SELECT m, d AS v, ROW_NUMBER() OVER (PARTITION BY m ORDER BY d) AS rn, \
+                     COUNT(*) OVER (PARTITION BY m) AS n FROM w WHERE d IS NOT NULL), \
+             l AS (SELECT m, lag AS v, ROW_NUMBER() OVER (PARTITION BY m ORDER BY lag) AS rn, \
+                     COUNT(*) OVER (PARTITION BY m) AS n FROM w WHERE lag IS NOT NULL) \
+             SELECT 'runs', m, status, COUNT(*) FROM w GROUP BY m, status \
+             UNION ALL SELECT 'error', 0, error_type, COUNT(*) FROM w \
+               WHERE error_type IS NOT NULL GROUP BY error_type \
+             UNION ALL SELECT 'p50', m, NULL, MAX(CASE WHEN rn = {P50} THEN v END) FROM d GROUP BY m \
+             UNION ALL SELECT 'p95', m, NULL, MAX(CASE WHEN rn = {P95} THEN v END) FROM d GROUP BY m \
+             UNION ALL SELECT 'lag', m, NULL, MAX(CASE WHEN rn = {P95} THEN v END) FROM l GROUP BY m"
+        );
         let last = minutes.max(1) as i64 - 1;
-        let binds = (tenant_id, first_ms, first_ms + last * 60_000, last);
+        let rows: Vec<(String, i64, Option<String>, Option<i64>)> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(tenant_id).bind(first_ms).bind(first_ms + last * 60_000).bind(last)
+                .fetch_all(pool).await
+        })?;
         let mut out = TenantStats {
             from_ms: first_ms,
             minutes: vec![MinuteStats::default(); minutes.max(1)],
             errors_by_kind: BTreeMap::new(),
         };
-
-        let sql = format!("SELECT {MINUTE} AS m, status, COUNT(*) {WINDOW} GROUP BY 1, 2");
-        let rows: Vec<(i64, ExecutionStatus, i64)> = on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(binds.0).bind(binds.1).bind(binds.2).bind(binds.3)
-                .fetch_all(pool).await
-        })?;
-        for (minute, status, count) in rows {
-            out.minutes[minute as usize].runs.insert(status, count);
+        for (what, minute, name, value) in rows {
+            let minute = &mut out.minutes[minute.clamp(0, last) as usize];
+            let name = name.unwrap_or_default();
+            let count = value.unwrap_or(0);
+            match what.as_str() {
+                "runs" => {
+                    minute
+                        .runs
+                        .insert(name.parse().map_err(decode_error)?, count);
+                }
+                "error" => {
+                    out.errors_by_kind
+                        .insert(name.parse().map_err(decode_error)?, count);
+                }
+                "p50" => minute.p50_ms = value,
+                "p95" => minute.p95_ms = value,
+                _ => minute.lag_p95_ms = value,
+            }
         }
-
-        let durations = self
-            .quantiles(binds, "duration_ms", "duration_ms IS NOT NULL")
-            .await?;
-        for (minute, p50, p95) in durations {
-            out.minutes[minute as usize].p50_ms = p50;
-            out.minutes[minute as usize].p95_ms = p95;
-        }
-        let lag = "CASE WHEN started_at > scheduled_for THEN started_at - scheduled_for ELSE 0 END";
-        let lags = self
-            .quantiles(
-                binds,
-                lag,
-                "attempt = 0 AND started_at IS NOT NULL AND scheduled_for IS NOT NULL",
-            )
-            .await?;
-        for (minute, _, p95) in lags {
-            out.minutes[minute as usize].lag_p95_ms = p95;
-        }
-
-        let sql = format!(
-            "SELECT error_type, COUNT(*) {WINDOW} AND error_type IS NOT NULL GROUP BY error_type"
-        );
-        let rows: Vec<(FailureKind, i64)> = on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(binds.0).bind(binds.1).fetch_all(pool).await
-        })?;
-        out.errors_by_kind.extend(rows);
         Ok(out)
     }
+}
 
-    /// Per minute, the nearest-rank p50 and p95 of `value` over the rows
-    /// where `condition` holds: rank ⌈n·q⌉ in integer arithmetic, from
-    /// window functions both backends have.
-    async fn quantiles(
-        &self,
-        binds: (&str, i64, i64, i64),
-        value: &str,
-        condition: &str,
-    ) -> StoreResult<Vec<(i64, Option<i64>, Option<i64>)>> {
-        let sql = format!(
-            "SELECT m, MAX(CASE WHEN rn = (n + 1) / 2 THEN v END), \
-                    MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN v END) \
-             FROM (SELECT {MINUTE} AS m, {value} AS v, \
-                     ROW_NUMBER() OVER (PARTITION BY {MINUTE} ORDER BY {value}) AS rn, \
-                     COUNT(*) OVER (PARTITION BY {MINUTE}) AS n \
-                   {WINDOW} AND {condition}) ranked \
-             GROUP BY m"
-        );
-        let rows = on_pool!(self, pool => {
-            sqlx::query_as(&sql).bind(binds.0).bind(binds.1).bind(binds.2).bind(binds.3)
-                .fetch_all(pool).await
-        })?;
-        Ok(rows)
-    }
+/// A stored status or error kind the service does not know.
+fn decode_error(error: crate::model::UnknownName) -> StoreError {
+    StoreError::Other(anyhow::Error::new(error).context("reading the overview's counts"))
 }
