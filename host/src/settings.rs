@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use crate::model::Trigger;
 use crate::sandbox::LimitOverrides;
 use crate::store::ScriptRecord;
 
@@ -82,25 +83,80 @@ pub struct Misconfigured {
     pub why: String,
 }
 
-/// A script's settings, decoded.
+/// A script's settings, decoded: its limits, and its trigger with what
+/// that trigger needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptSettings {
     pub limits: LimitOverrides,
-    pub rate_limit: Option<RateLimit>,
-    pub webhook_auth: Option<WebhookAuth>,
+    pub trigger: ScriptTrigger,
+}
+
+/// When a script runs, carrying its own data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptTrigger {
+    /// Through the API (or the dashboard) only.
+    Manual,
+    /// On a cron schedule (checked to parse), in `timezone` unless the
+    /// expression names its own zone.
+    Scheduled {
+        schedule: String,
+        timezone: Option<String>,
+    },
+    /// On calls to its webhook.
+    Webhook(WebhookSettings),
+}
+
+/// What a webhook script's calls are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub path: String,
+    pub auth: Option<WebhookAuth>,
     /// Methods the webhook answers; `None` (or empty) for all.
-    pub webhook_methods: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    /// `None`: the listener's default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ScriptSettings {
-    /// Decodes every setting of `script`; the first that fails is the error.
+    /// Decodes every setting of `script`, whatever its trigger uses; the
+    /// first that fails is the error.
     pub fn decode(script: &ScriptRecord) -> Result<Self, Misconfigured> {
-        Ok(Self {
-            limits: limits(script)?,
-            rate_limit: rate_limit(script)?,
-            webhook_auth: webhook_auth(script)?,
-            webhook_methods: webhook_methods(script)?,
-        })
+        let limits = limits(script)?;
+        let (rate_limit, auth, methods) = (
+            rate_limit(script)?,
+            webhook_auth(script)?,
+            webhook_methods(script)?,
+        );
+        let missing = |field: &'static str, why: &str| Misconfigured {
+            script_id: script.id.clone(),
+            field,
+            why: why.into(),
+        };
+        let trigger = match script.trigger_type {
+            Trigger::Manual => ScriptTrigger::Manual,
+            Trigger::Scheduled => {
+                let schedule = script
+                    .schedule
+                    .clone()
+                    .ok_or_else(|| missing("schedule", "a scheduled script has none"))?;
+                crate::cron::parse(&schedule)
+                    .map_err(|why| missing("schedule", &why.to_string()))?;
+                ScriptTrigger::Scheduled {
+                    schedule,
+                    timezone: script.timezone.clone(),
+                }
+            }
+            Trigger::Webhook => ScriptTrigger::Webhook(WebhookSettings {
+                path: script
+                    .webhook_path
+                    .clone()
+                    .ok_or_else(|| missing("webhook_path", "a webhook script has none"))?,
+                auth,
+                methods,
+                rate_limit,
+            }),
+        };
+        Ok(Self { limits, trigger })
     }
 }
 
@@ -184,7 +240,7 @@ mod tests {
             name: "n".into(),
             source: String::new(),
             version: 1,
-            trigger_type: crate::model::Trigger::Webhook,
+            trigger_type: Trigger::Webhook,
             schedule: None,
             timezone: None,
             webhook_path: Some("/h".into()),
@@ -211,12 +267,40 @@ mod tests {
         s.webhook_methods = Some(r#"["POST"]"#.into());
         let settings = ScriptSettings::decode(&s).unwrap();
         assert_eq!(settings.limits.fuel, Some(1000));
-        assert_eq!(settings.rate_limit, Some(RateLimit { rps: 5, burst: 9 }));
-        assert_eq!(settings.webhook_auth.unwrap().kind, AuthType::Bearer);
-        assert_eq!(settings.webhook_methods.unwrap(), ["POST"]);
+        let ScriptTrigger::Webhook(hook) = settings.trigger else {
+            panic!("a webhook script decodes to a webhook trigger");
+        };
+        assert_eq!(hook.path, "/h");
+        assert_eq!(hook.rate_limit, Some(RateLimit { rps: 5, burst: 9 }));
+        assert_eq!(hook.auth.unwrap().kind, AuthType::Bearer);
+        assert_eq!(hook.methods.unwrap(), ["POST"]);
+        let plain = ScriptSettings::decode(&script()).unwrap();
+        assert!(matches!(
+            plain.trigger,
+            ScriptTrigger::Webhook(WebhookSettings { auth: None, .. })
+        ));
+    }
+
+    #[test]
+    fn a_trigger_without_its_data_is_misconfigured() {
+        let mut s = script();
+        s.webhook_path = None;
         assert_eq!(
-            ScriptSettings::decode(&script()).unwrap().webhook_auth,
-            None
+            ScriptSettings::decode(&s).unwrap_err().field,
+            "webhook_path"
+        );
+        s.trigger_type = Trigger::Scheduled;
+        assert_eq!(ScriptSettings::decode(&s).unwrap_err().field, "schedule");
+        s.schedule = Some("61 * * * *".into());
+        assert_eq!(ScriptSettings::decode(&s).unwrap_err().field, "schedule");
+        s.schedule = Some("@hourly".into());
+        s.timezone = Some("Europe/Paris".into());
+        assert_eq!(
+            ScriptSettings::decode(&s).unwrap().trigger,
+            ScriptTrigger::Scheduled {
+                schedule: "@hourly".into(),
+                timezone: Some("Europe/Paris".into()),
+            }
         );
     }
 

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::{AppError, AppState};
 use crate::exec::{Accepted, SubmitError, Trigger};
-use crate::settings::{AuthType, ScriptSettings};
+use crate::settings::{AuthType, ScriptSettings, ScriptTrigger, WebhookSettings};
 use crate::store::ScriptRecord;
 use crate::webhooks::{EXECUTION_HEADER, Routing, auth, reply, request_input};
 
@@ -122,16 +122,21 @@ async fn serve(
         rejected(&state, "not_found");
         return Err(AppError::NotFound("Webhook endpoint not found".into()));
     };
-    let settings = match ScriptSettings::decode(&script) {
-        Ok(settings) => settings,
+    let hook = match ScriptSettings::decode(&script) {
+        Ok(ScriptSettings {
+            trigger: ScriptTrigger::Webhook(hook),
+            ..
+        }) => hook,
+        // The route cache holds webhook scripts only.
+        Ok(_) => return Err(AppError::NotFound("Webhook endpoint not found".into())),
         Err(misconfigured) => return Ok(misconfigured_reply(&state, &script, &misconfigured)),
     };
-    if let Some(refusal) = check_method(&state, &settings, &method) {
+    if let Some(refusal) = check_method(&state, &hook, &method) {
         return Ok(refusal);
     }
-    check_rate(&state, &script, &settings)?;
+    check_rate(&state, &script, &hook)?;
     let body = read_body(&state, &headers, body).await?;
-    if let Some(auth) = &settings.webhook_auth {
+    if let Some(auth) = &hook.auth {
         let now = crate::store::now_ms() / 1000;
         if let Err(why) = auth::verify(auth, &headers, &body, now) {
             rejected(&state, "unauthorized");
@@ -139,8 +144,8 @@ async fn serve(
         }
     }
 
-    let hide_authorization = settings
-        .webhook_auth
+    let hide_authorization = hook
+        .auth
         .as_ref()
         .is_some_and(|a| a.kind == AuthType::Bearer);
     let input = request_input(&method, &path, &uri, &headers, &body, hide_authorization);
@@ -181,8 +186,8 @@ fn misconfigured_reply(
 }
 
 /// 405 with `Allow` when the script accepts only some methods.
-fn check_method(state: &AppState, settings: &ScriptSettings, method: &Method) -> Option<Response> {
-    let allowed = settings.webhook_methods.as_deref()?;
+fn check_method(state: &AppState, hook: &WebhookSettings, method: &Method) -> Option<Response> {
+    let allowed = hook.methods.as_deref()?;
     if allowed.is_empty() || allowed.iter().any(|m| m == method.as_str()) {
         return None;
     }
@@ -203,11 +208,9 @@ fn check_method(state: &AppState, settings: &ScriptSettings, method: &Method) ->
 fn check_rate(
     state: &AppState,
     script: &ScriptRecord,
-    settings: &ScriptSettings,
+    hook: &WebhookSettings,
 ) -> Result<(), AppError> {
-    let limit = settings
-        .rate_limit
-        .unwrap_or(state.webhooks.default_limit());
+    let limit = hook.rate_limit.unwrap_or(state.webhooks.default_limit());
     let Err(wait) = state.limiters.check(&script.id, limit) else {
         return Ok(());
     };
