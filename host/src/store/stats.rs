@@ -19,10 +19,10 @@ pub struct MinuteStats {
     pub lag_p95_ms: Option<i64>,
 }
 
-/// A tenant's last minutes: `minutes[i]` starts at `from + i` minutes.
+/// A tenant's last minutes: `minutes[i]` starts `i` minutes after the
+/// first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantStats {
-    pub from_ms: i64,
     pub minutes: Vec<MinuteStats>,
     pub errors_by_kind: BTreeMap<FailureKind, i64>,
 }
@@ -76,7 +76,6 @@ impl Db {
                 .fetch_all(pool).await
         })?;
         let mut out = TenantStats {
-            from_ms: first_ms,
             minutes: vec![MinuteStats::default(); minutes.max(1)],
             errors_by_kind: BTreeMap::new(),
         };
