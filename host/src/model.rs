@@ -1,5 +1,7 @@
-//! The words every layer speaks about runs: what started one ([`Trigger`]),
-//! where it is ([`ExecutionStatus`]) and why it failed ([`FailureKind`]).
+//! The words every layer speaks about runs: whose and which they are
+//! ([`TenantId`], [`ScriptId`], [`ExecutionId`]), what started one
+//! ([`Trigger`]), where it is ([`ExecutionStatus`]) and why it failed
+//! ([`FailureKind`]).
 //!
 //! Each is stored as its snake_case name in a text column, and decodes from
 //! a row through `sqlx` (see [`text_column`]): a value the enum does not
@@ -12,6 +14,95 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::sandbox::ErrorKind;
+
+/// Declares an id: a string newtype stored as text and serialised as the
+/// bare string. Ids the service makes are UUIDv7, so they sort by creation
+/// time (the lists' cursors rely on it). An id that arrives from outside
+/// (a URL path, a query's cursor) is taken as given: a malformed one names
+/// no row, and the lookup answers "not found".
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::now_v7().to_string())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant: the owner of scripts, executions, keys and limits.
+    TenantId
+);
+id_type!(
+    /// A script, unique across tenants (lookups still check the tenant).
+    ScriptId
+);
+id_type!(
+    /// One execution (one attempt of one run).
+    ExecutionId
+);
 
 /// A name in a text column that the enum does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use crate::cron::{self, Location, Schedule, Time};
 use crate::exec::{ExecutionService, SubmitError};
 use crate::metrics::SchedulerMetrics;
-use crate::model::{ExecutionStatus, FailureKind};
+use crate::model::{ExecutionId, ExecutionStatus, FailureKind, ScriptId, TenantId};
 use crate::store::{
     Backoff, Claim, Db, DueScript, ExecutionRecord, FinishedRun, Plan, RETRY_DELAY_RANGE_MS,
     RetryPolicy, StoreError, StoreResult, now_ms, scheduled_input,
@@ -126,7 +126,7 @@ pub fn plan(script: &DueScript, now: i64) -> Plan {
     let parsed = script.schedule.as_deref().map(cron::parse);
     let Some(Ok(schedule)) = parsed else {
         tracing::error!(
-            script_id = script.id,
+            script_id = %script.id,
             schedule = script.schedule,
             "a scheduled script has no valid schedule; it will not fire again"
         );
@@ -291,7 +291,7 @@ impl Scheduler {
     fn start_occurrence(&self, claim: &Claim) {
         let Some(execution_id) = claim.execution_id.clone() else {
             tracing::info!(
-                script_id = claim.script.id,
+                script_id = %claim.script.id,
                 "previous scheduled run still going; occurrence skipped"
             );
             self.metrics.skipped.with_label_values(&["overlap"]).inc();
@@ -330,7 +330,7 @@ impl Scheduler {
         tokio::spawn(async move {
             if let Err(error) = run_job(&db, &exec, &metrics, &job).await {
                 tracing::error!(
-                    execution_id = job.execution_id,
+                    execution_id = %job.execution_id,
                     error = format!("{error:#}"),
                     "a scheduled run could not be stored"
                 );
@@ -342,9 +342,9 @@ impl Scheduler {
 
 /// A claimed execution to run.
 struct Job {
-    execution_id: String,
-    tenant_id: String,
-    script_id: String,
+    execution_id: ExecutionId,
+    tenant_id: TenantId,
+    script_id: ScriptId,
     input: Value,
     attempt: i64,
     /// For first attempts: the fire time, to measure the lag.
@@ -379,7 +379,7 @@ async fn run_job(
         Err(SubmitError::Busy(busy)) => {
             // The tenant's queue is full: this occurrence is skipped, and
             // its record says so (no retry: that would only add load).
-            tracing::warn!(script_id = script.id, "{busy}; occurrence skipped");
+            tracing::warn!(script_id = %script.id, "{busy}; occurrence skipped");
             metrics
                 .skipped
                 .with_label_values(&[FailureKind::TenantBusy.as_str()])

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::cron::{Location, Time};
-use crate::model::Trigger;
+use crate::model::{ScriptId, Trigger};
 use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides, Sandbox};
 use crate::scheduler::{SchedulerConfig, SchedulerHandle};
 use crate::settings::{self, AuthType, Misconfigured, RateLimit, WebhookAuth};
@@ -96,7 +96,7 @@ impl ScriptService {
     }
 
     /// One script of `tenant` (another tenant's is not found).
-    pub async fn get(&self, tenant: &Tenant, id: &str) -> Result<ScriptRecord> {
+    pub async fn get(&self, tenant: &Tenant, id: &ScriptId) -> Result<ScriptRecord> {
         Ok(self.db.script(&tenant.id, id).await?)
     }
 
@@ -104,7 +104,7 @@ impl ScriptService {
     pub async fn list(
         &self,
         tenant: &Tenant,
-        cursor: Option<&str>,
+        cursor: Option<&ScriptId>,
         limit: i64,
     ) -> Result<Vec<ScriptRecord>> {
         Ok(self.db.list_scripts(&tenant.id, cursor, limit).await?)
@@ -113,7 +113,7 @@ impl ScriptService {
     pub async fn create(&self, tenant: &Tenant, change: ScriptChange) -> Result<ScriptRecord> {
         let (new, bytecode) = self.prepare(change, None).await?;
         let script = self.db.create_script(&tenant.id, &new).await?;
-        self.sandbox.remember(&script.id, script.version, bytecode);
+        self.sandbox.remember(script.id.as_str(), script.version, bytecode);
         if script.next_run_at.is_some() {
             self.scheduler.wake();
         }
@@ -126,14 +126,14 @@ impl ScriptService {
     pub async fn update(
         &self,
         tenant: &Tenant,
-        id: &str,
+        id: &ScriptId,
         change: ScriptChange,
     ) -> Result<ScriptRecord> {
         let current = self.db.script(&tenant.id, id).await?;
         let (new, bytecode) = self.prepare(change, Some(&current)).await?;
         let script = self.db.update_script(&tenant.id, id, &new).await?;
-        self.sandbox.remember(&script.id, script.version, bytecode);
-        self.sandbox.forget(&current.id, current.version);
+        self.sandbox.remember(script.id.as_str(), script.version, bytecode);
+        self.sandbox.forget(current.id.as_str(), current.version);
         if script.next_run_at != current.next_run_at {
             self.scheduler.wake();
         }
@@ -143,10 +143,10 @@ impl ScriptService {
         Ok(script)
     }
 
-    pub async fn delete(&self, tenant: &Tenant, id: &str) -> Result<()> {
+    pub async fn delete(&self, tenant: &Tenant, id: &ScriptId) -> Result<()> {
         let current = self.db.script(&tenant.id, id).await?;
         self.db.delete_script(&tenant.id, id).await?;
-        self.sandbox.forget(&current.id, current.version);
+        self.sandbox.forget(current.id.as_str(), current.version);
         self.routes
             .invalidate(&tenant.name, current.webhook_path.as_deref())
             .await;
@@ -159,7 +159,7 @@ impl ScriptService {
     pub async fn next_runs(
         &self,
         tenant: &Tenant,
-        id: &str,
+        id: &ScriptId,
         count: usize,
     ) -> Result<(ScriptRecord, Location, Vec<Time>)> {
         let script = self.db.script(&tenant.id, id).await?;

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Trigger;
+use crate::model::{ScriptId, Trigger};
 use crate::sandbox::LimitOverrides;
 use crate::store::ScriptRecord;
 
@@ -78,7 +78,7 @@ pub fn valid_method(method: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored {field} of script {script_id} is invalid: {why}")]
 pub struct Misconfigured {
-    pub script_id: String,
+    pub script_id: ScriptId,
     pub field: &'static str,
     pub why: String,
 }
@@ -322,7 +322,7 @@ mod tests {
             s.webhook_auth = Some(bad.into());
             let error = ScriptSettings::decode(&s).unwrap_err();
             assert_eq!(error.field, "webhook_auth", "{bad}");
-            assert_eq!(error.script_id, "s1");
+            assert_eq!(error.script_id.as_str(), "s1");
         }
     }
 

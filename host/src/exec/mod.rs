@@ -17,12 +17,12 @@ pub mod fair;
 pub use fair::{Admission, Slot, TenantBusy, TenantGate};
 
 pub use crate::model::Trigger;
-use crate::model::{ExecutionStatus, FailureKind};
+use crate::model::{ExecutionId, ExecutionStatus, FailureKind, TenantId};
 use crate::sandbox::{CompileFailure, RunContext, RunFailure, RunOutcome, RunRequest, Sandbox};
 use crate::settings::ScriptSettings;
 use crate::store::{
     Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
-    StoreError, StoreResult, new_id,
+    StoreError, StoreResult,
 };
 use tracing::Instrument;
 
@@ -34,7 +34,7 @@ pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 /// A run accepted by [`ExecutionService::submit`]: its recorded id, and the
 /// task running it (its result once stored).
 pub struct Accepted {
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
     pub done: tokio::task::JoinHandle<StoreResult<Executed>>,
 }
 
@@ -178,14 +178,14 @@ impl ExecutionService {
     }
 
     /// One execution of `tenant_id`.
-    pub async fn get(&self, tenant_id: &str, id: &str) -> StoreResult<ExecutionRecord> {
+    pub async fn get(&self, tenant_id: &TenantId, id: &ExecutionId) -> StoreResult<ExecutionRecord> {
         self.db.execution(tenant_id, id).await
     }
 
     /// A page of `tenant_id`'s executions, newest first.
     pub async fn list(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         filter: &ExecutionFilter,
     ) -> StoreResult<Vec<ExecutionRecord>> {
         self.db.list_executions(tenant_id, filter).await
@@ -193,7 +193,11 @@ impl ExecutionService {
 
     /// Runs a failed or dead execution again, as a new execution with the
     /// same trigger and input and the next attempt number, and waits for it.
-    pub async fn retry(&self, tenant_id: &str, id: &str) -> Result<ExecutionRecord, RetryError> {
+    pub async fn retry(
+        &self,
+        tenant_id: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<ExecutionRecord, RetryError> {
         let original = self
             .db
             .execution(tenant_id, id)
@@ -220,8 +224,8 @@ impl ExecutionService {
 
     /// A slot for a run of `tenant`: at once, after a wait in the tenant's
     /// queue, or refused when that queue is full.
-    pub fn admit(&self, tenant_id: &str) -> Result<Admission, TenantBusy> {
-        self.gate.admit(tenant_id)
+    pub fn admit(&self, tenant_id: &TenantId) -> Result<Admission, TenantBusy> {
+        self.gate.admit(tenant_id.as_str())
     }
 
     /// The row of a run of `script` on this node.
@@ -233,7 +237,7 @@ impl ExecutionService {
         attempt: i64,
     ) -> NewExecution {
         NewExecution {
-            id: new_id(),
+            id: ExecutionId::generate(),
             tenant_id: script.tenant_id.clone(),
             script_id: script.id.clone(),
             script_version: script.version,
@@ -344,7 +348,7 @@ impl ExecutionService {
     /// started (recovery marked it abandoned meanwhile).
     pub async fn run_claimed(
         &self,
-        execution_id: &str,
+        execution_id: &ExecutionId,
         script: &ScriptRecord,
         input: &Value,
         attempt: i64,
@@ -373,7 +377,7 @@ impl ExecutionService {
     async fn execute(
         &self,
         slot: Slot,
-        execution_id: &str,
+        execution_id: &ExecutionId,
         script: &ScriptRecord,
         trigger: Trigger,
         input: Option<&str>,
@@ -401,7 +405,7 @@ impl ExecutionService {
     async fn run_started(
         &self,
         slot: Slot,
-        execution_id: &str,
+        execution_id: &ExecutionId,
         script: &ScriptRecord,
         trigger: Trigger,
         input: &str,
@@ -411,7 +415,7 @@ impl ExecutionService {
             "run",
             tenant_id = %script.tenant_id,
             script_id = %script.id,
-            execution_id,
+            %execution_id,
             trigger = trigger.as_str(),
         );
         let outcome = self
@@ -435,8 +439,8 @@ impl ExecutionService {
             .finish_execution(execution_id, &finished, retry)
             .await?;
         self.metrics.record(
-            &script.tenant_id,
-            &script.id,
+            script.tenant_id.as_str(),
+            script.id.as_str(),
             trigger.as_str(),
             status.as_str(),
             &outcome,
@@ -449,7 +453,7 @@ impl ExecutionService {
 
     async fn run_script(
         &self,
-        execution_id: &str,
+        execution_id: &ExecutionId,
         script: &ScriptRecord,
         trigger: Trigger,
         input: &str,
@@ -484,7 +488,7 @@ impl ExecutionService {
         };
         let bytecode = match self
             .sandbox
-            .compile_cached(&script.id, script.version, &script.source)
+            .compile_cached(script.id.as_str(), script.version, &script.source)
             .await
         {
             Ok(bytecode) => bytecode,
@@ -498,9 +502,9 @@ impl ExecutionService {
             Err(CompileFailure::Sandbox(failure)) => return failed(failure),
         };
         let context = RunContext {
-            script_id: script.id.clone(),
-            execution_id: execution_id.to_owned(),
-            tenant_id: script.tenant_id.clone(),
+            script_id: script.id.to_string(),
+            execution_id: execution_id.to_string(),
+            tenant_id: script.tenant_id.to_string(),
             trigger: trigger.as_str(),
             attempt,
         };

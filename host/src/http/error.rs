@@ -2,10 +2,10 @@
 //! an error; internal errors are logged in full and the client sees a plain
 //! message.
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::views::ErrorView;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,7 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        let mut response = ErrorView::reply(status, message);
         if let AppError::TooManyRequests {
             retry_after_secs, ..
         } = self

@@ -8,16 +8,16 @@ use super::json::Query;
 use super::scripts::page_limit;
 use super::views::{ExecutionView, Page};
 use super::{AppError, AppState, Auth};
-use crate::model::ExecutionStatus;
+use crate::model::{ExecutionId, ExecutionStatus, ScriptId};
 use crate::store::ExecutionFilter;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    script_id: Option<String>,
+    script_id: Option<ScriptId>,
     status: Option<String>,
     limit: Option<i64>,
-    cursor: Option<String>,
+    cursor: Option<ExecutionId>,
 }
 
 pub async fn list(
@@ -41,13 +41,13 @@ pub async fn list(
         limit: limit + 1,
     };
     let rows = state.exec.list(&tenant.id, &filter).await?;
-    Ok(Json(Page::of(rows, limit, |e| &e.id, ExecutionView::from)))
+    Ok(Json(Page::of(rows, limit, |e| e.id.as_str(), ExecutionView::from)))
 }
 
 pub async fn show(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ExecutionId>,
 ) -> Result<Json<ExecutionView>, AppError> {
     let execution = state.exec.get(&tenant.id, &id).await?;
     Ok(Json(execution.into()))
@@ -58,7 +58,7 @@ pub async fn show(
 pub async fn retry(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ExecutionId>,
 ) -> Result<Json<ExecutionView>, AppError> {
     let execution = state.exec.retry(&tenant.id, &id).await?;
     Ok(Json(execution.into()))

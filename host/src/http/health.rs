@@ -11,32 +11,54 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::AppState;
+use super::views::Rfc3339;
 
 /// A scheduler that has not passed its loop for this long has stalled (it
 /// passes at least every 500 ms).
 pub const SCHEDULER_STALL: Duration = Duration::from_secs(5);
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Status {
     Pass,
     Warn,
     Fail,
 }
 
-fn check(status: Status, message: impl Into<String>) -> (Status, Value) {
-    let name = match status {
-        Status::Pass => "pass",
-        Status::Warn => "warn",
-        Status::Fail => "fail",
-    };
-    (status, json!({ "status": name, "message": message.into() }))
+/// One check's result.
+#[derive(Debug, Serialize)]
+struct Check {
+    status: Status,
+    message: String,
 }
 
-fn vm_pool(state: &AppState) -> (Status, Value) {
+/// The body of `/health` (and of a failing `/health/ready`).
+#[derive(Debug, Serialize)]
+struct Report {
+    healthy: bool,
+    timestamp: Rfc3339,
+    checks: Checks,
+}
+
+#[derive(Debug, Serialize)]
+struct Checks {
+    vm_pool: Check,
+    database: Check,
+    scheduler: Check,
+}
+
+fn check(status: Status, message: impl Into<String>) -> Check {
+    Check {
+        status,
+        message: message.into(),
+    }
+}
+
+fn vm_pool(state: &AppState) -> Check {
     let sandbox = &state.sandbox;
     if let Some(error) = sandbox.pool_error() {
         return check(
@@ -56,7 +78,7 @@ fn vm_pool(state: &AppState) -> (Status, Value) {
     }
 }
 
-async fn database(state: &AppState) -> (Status, Value) {
+async fn database(state: &AppState) -> Check {
     let db = &state.db;
     match tokio::time::timeout(DATABASE_TIMEOUT, db.ping()).await {
         Ok(Ok(())) => check(Status::Pass, format!("{} answers", db.dialect())),
@@ -75,7 +97,7 @@ async fn database(state: &AppState) -> (Status, Value) {
     }
 }
 
-fn scheduler(state: &AppState) -> (Status, Value) {
+fn scheduler(state: &AppState) -> Check {
     if !state.scheduler_enabled {
         return check(
             Status::Pass,
@@ -99,27 +121,26 @@ fn scheduler(state: &AppState) -> (Status, Value) {
     check(Status::Pass, format!("last pass {age} ms ago"))
 }
 
-/// The checks, and whether all of them pass (a warning passes).
-async fn report(state: &AppState) -> (bool, Value) {
-    let checks = [
-        ("vm_pool", vm_pool(state)),
-        ("database", database(state).await),
-        ("scheduler", scheduler(state)),
-    ];
-    let healthy = checks
+/// The checks; healthy when none fails (a warning passes).
+async fn report(state: &AppState) -> Report {
+    let checks = Checks {
+        vm_pool: vm_pool(state),
+        database: database(state).await,
+        scheduler: scheduler(state),
+    };
+    let healthy = [&checks.vm_pool, &checks.database, &checks.scheduler]
         .iter()
-        .all(|(_, (status, _))| *status != Status::Fail);
-    let body = json!({
-        "healthy": healthy,
-        "timestamp": super::views::rfc3339(crate::store::now_ms()),
-        "checks": checks.iter().map(|(name, (_, value))| (name.to_string(), value.clone())).collect::<serde_json::Map<_, _>>(),
-    });
-    (healthy, body)
+        .all(|check| check.status != Status::Fail);
+    Report {
+        healthy,
+        timestamp: Rfc3339(crate::store::now_ms()),
+        checks,
+    }
 }
 
 pub async fn health(State(state): State<AppState>) -> Response {
-    let (healthy, body) = report(&state).await;
-    let status = if healthy {
+    let body = report(&state).await;
+    let status = if body.healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -128,8 +149,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let (healthy, body) = report(&state).await;
-    if healthy {
+    let body = report(&state).await;
+    if body.healthy {
         "Ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()

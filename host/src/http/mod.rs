@@ -151,12 +151,12 @@ async fn admin_headers(mut response: Response) -> Response {
 }
 
 /// `GET /api/tenant`: the tenant the key belongs to.
-async fn tenant(Auth(tenant): Auth) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "id": tenant.id,
-        "name": tenant.name,
-        "created_at": views::rfc3339(tenant.created_at),
-    }))
+async fn tenant(Auth(tenant): Auth) -> axum::Json<views::TenantView> {
+    axum::Json(views::TenantView {
+        id: tenant.id.clone(),
+        name: tenant.name.clone(),
+        created_at: views::Rfc3339(tenant.created_at),
+    })
 }
 
 /// `GET /metrics`: Prometheus text format; with `[metrics] token` set, only

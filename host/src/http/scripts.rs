@@ -9,12 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::json::{Body, Query};
-use super::views::{ExecutionView, Page, ScriptView};
+use super::views::{AcceptedView, ExecutionView, NextRunsView, Page, ScriptView};
 use super::{AppError, AppState, Auth};
-use crate::model::Trigger;
+use crate::model::{ScriptId, Trigger};
 use crate::scripts::ScriptChange;
 use crate::store::{ScriptRecord, Tenant};
 
@@ -43,7 +43,7 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     limit: Option<i64>,
-    cursor: Option<String>,
+    cursor: Option<ScriptId>,
 }
 
 pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
@@ -64,12 +64,12 @@ pub async fn list(
     let limit = page_limit(page.limit)?;
     let rows = state
         .scripts
-        .list(&tenant, page.cursor.as_deref(), limit + 1)
+        .list(&tenant, page.cursor.as_ref(), limit + 1)
         .await?;
     Ok(Json(Page::of(
         rows,
         limit,
-        |s| &s.id,
+        |s| s.id.as_str(),
         |s| view(&state, &tenant, s),
     )))
 }
@@ -77,7 +77,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ScriptId>,
 ) -> Result<Json<ScriptView>, AppError> {
     let script = state.scripts.get(&tenant, &id).await?;
     Ok(Json(view(&state, &tenant, script)))
@@ -86,7 +86,7 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ScriptId>,
     Body(change): Body<ScriptChange>,
 ) -> Result<Json<ScriptView>, AppError> {
     let script = state.scripts.update(&tenant, &id, change).await?;
@@ -96,7 +96,7 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ScriptId>,
 ) -> Result<StatusCode, AppError> {
     state.scripts.delete(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -116,9 +116,9 @@ const MAX_NEXT_RUNS: usize = 100;
 pub async fn next_runs(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ScriptId>,
     Query(query): Query<NextRunsQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<NextRunsView>, AppError> {
     let count = query.count.unwrap_or(5);
     if !(1..=MAX_NEXT_RUNS).contains(&count) {
         return Err(AppError::bad(format!(
@@ -126,13 +126,13 @@ pub async fn next_runs(
         )));
     }
     let (script, zone, times) = state.scripts.next_runs(&tenant, &id, count).await?;
-    Ok(Json(json!({
-        "script_id": script.id,
-        "schedule": script.schedule,
-        "zone": zone.to_string(),
-        "enabled": script.enabled,
-        "items": times.iter().map(|t| t.to_rfc3339()).collect::<Vec<_>>(),
-    })))
+    Ok(Json(NextRunsView {
+        script_id: script.id,
+        schedule: script.schedule,
+        zone: zone.to_string(),
+        enabled: script.enabled,
+        items: times.iter().map(|t| t.to_rfc3339()).collect(),
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,7 +152,7 @@ pub struct RunQuery {
 pub async fn run(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Path(id): Path<String>,
+    Path(id): Path<ScriptId>,
     Query(query): Query<RunQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
@@ -172,7 +172,9 @@ pub async fn run(
             .await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "execution_id": accepted.execution_id })),
+            Json(AcceptedView {
+                execution_id: accepted.execution_id,
+            }),
         )
             .into_response());
     }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{ExecutionStatus, FailureKind, Trigger};
+use crate::model::{ExecutionId, ExecutionStatus, FailureKind, ScriptId, TenantId, Trigger};
 use crate::sandbox::LimitOverrides;
 use crate::settings::{self, AuthType, RateLimit};
 use crate::store::{ExecutionRecord, ScriptRecord};
@@ -42,12 +42,12 @@ impl<T> Page<T> {
     pub fn of<R>(
         mut rows: Vec<R>,
         limit: i64,
-        id: impl Fn(&R) -> &String,
+        id: impl Fn(&R) -> &str,
         view: impl Fn(R) -> T,
     ) -> Self {
         let next_cursor = if rows.len() as i64 > limit {
             rows.truncate(limit as usize);
-            rows.last().map(|row| id(row).clone())
+            rows.last().map(|row| id(row).to_owned())
         } else {
             None
         };
@@ -56,6 +56,59 @@ impl<T> Page<T> {
             next_cursor,
         }
     }
+}
+
+/// Every error reply's body: `{"error": "what is wrong"}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorView {
+    pub error: String,
+}
+
+impl ErrorView {
+    /// The reply: `status` with this body.
+    pub fn reply(
+        status: axum::http::StatusCode,
+        message: impl Into<String>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let body = ErrorView {
+            error: message.into(),
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// The tenant an API key belongs to (`GET /api/tenant`).
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: Rfc3339,
+}
+
+/// A run accepted to finish later (`?async=true`, async webhooks): where
+/// to find it.
+#[derive(Debug, Serialize)]
+pub struct AcceptedView {
+    pub execution_id: ExecutionId,
+}
+
+/// A sync webhook call's reply when the script returned a value rather
+/// than a `Response`: `{"result": value}`.
+#[derive(Debug, Serialize)]
+pub struct ResultView {
+    pub result: Value,
+}
+
+/// A scheduled script's next fire times in its zone (RFC 3339 with the
+/// zone's offset), starting with the stored `next_run_at`.
+#[derive(Debug, Serialize)]
+pub struct NextRunsView {
+    pub script_id: ScriptId,
+    pub schedule: Option<String>,
+    pub zone: String,
+    pub enabled: bool,
+    pub items: Vec<String>,
 }
 
 /// The webhook's auth as shown: its type; the secret never leaves.
@@ -70,7 +123,7 @@ pub struct AuthView {
 /// `null`, and `settings_error` says which and why.
 #[derive(Debug, Serialize)]
 pub struct ScriptView {
-    id: String,
+    id: ScriptId,
     name: String,
     source: String,
     version: i64,
@@ -143,8 +196,8 @@ fn shown<T>(decoded: Result<T, settings::Misconfigured>, error: &mut Option<Stri
 /// An execution as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct ExecutionView {
-    id: String,
-    script_id: String,
+    id: ExecutionId,
+    script_id: ScriptId,
     script_version: i64,
     trigger_type: Trigger,
     status: ExecutionStatus,

@@ -23,8 +23,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::views::{AcceptedView, ErrorView, ResultView};
 use super::{AppError, AppState};
 use crate::exec::{Accepted, SubmitError, Trigger};
 use crate::settings::{AuthType, ScriptSettings, ScriptTrigger, WebhookSettings};
@@ -152,13 +153,12 @@ async fn serve(
     drop(body);
     let accepted = submit(&state, script, &input).await?;
     drop(input);
-    let id_header = HeaderValue::from_str(&accepted.execution_id).expect("ids are ASCII");
+    let id_header = HeaderValue::from_str(accepted.execution_id.as_str()).expect("ids are ASCII");
     let mut response = if wants_async(&uri, &headers) {
-        (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({ "execution_id": accepted.execution_id })),
-        )
-            .into_response()
+        let body = AcceptedView {
+            execution_id: accepted.execution_id,
+        };
+        (StatusCode::ACCEPTED, axum::Json(body)).into_response()
     } else {
         sync_reply(&state, accepted).await?
     };
@@ -173,16 +173,12 @@ fn misconfigured_reply(
     misconfigured: &crate::settings::Misconfigured,
 ) -> Response {
     tracing::error!(
-        script_id = script.id,
+        script_id = %script.id,
         error = %misconfigured,
         "webhook script misconfigured; the call is refused"
     );
     rejected(state, "misconfigured");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({ "error": "script misconfigured" })),
-    )
-        .into_response()
+    ErrorView::reply(StatusCode::INTERNAL_SERVER_ERROR, "script misconfigured")
 }
 
 /// 405 with `Allow` when the script accepts only some methods.
@@ -193,14 +189,11 @@ fn check_method(state: &AppState, hook: &WebhookSettings, method: &Method) -> Op
     }
     rejected(state, "method_not_allowed");
     let message = format!("method {method} is not allowed; use {}", allowed.join(", "));
-    Some(
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, allowed.join(", "))],
-            axum::Json(json!({ "error": message })),
-        )
-            .into_response(),
-    )
+    let mut refusal = ErrorView::reply(StatusCode::METHOD_NOT_ALLOWED, message);
+    if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+        refusal.headers_mut().insert(header::ALLOW, allow);
+    }
+    Some(refusal)
 }
 
 /// The script's rate limit (or the listener's default): 429 with the
@@ -303,8 +296,7 @@ async fn sync_reply(state: &AppState, accepted: Accepted) -> Result<Response, Ap
                 "the script did not finish within {} ms; execution {} goes on and will be recorded",
                 state.webhooks.sync_timeout_ms, accepted.execution_id
             );
-            let body = axum::Json(json!({ "error": message }));
-            return Ok((StatusCode::GATEWAY_TIMEOUT, body).into_response());
+            return Ok(ErrorView::reply(StatusCode::GATEWAY_TIMEOUT, message));
         }
         Ok(Err(join)) => {
             return Err(AppError::Internal(anyhow::anyhow!(
@@ -318,13 +310,9 @@ async fn sync_reply(state: &AppState, accepted: Accepted) -> Result<Response, Ap
             Some(script_reply) => reply::script_response(script_reply),
             None => {
                 let output: Value = serde_json::from_str(&success.output).unwrap_or(Value::Null);
-                axum::Json(json!({ "result": output })).into_response()
+                axum::Json(ResultView { result: output }).into_response()
             }
         },
-        Err(failure) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({ "error": failure.message })),
-        )
-            .into_response(),
+        Err(failure) => ErrorView::reply(StatusCode::INTERNAL_SERVER_ERROR, failure.message),
     })
 }

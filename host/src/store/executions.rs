@@ -3,16 +3,16 @@
 
 use super::schedule::{RetryPolicy, follow_up};
 use super::{Db, StoreError, StoreResult, now_ms, on_pool};
-use crate::model::{ExecutionStatus, FailureKind, Trigger};
+use crate::model::{ExecutionId, ExecutionStatus, FailureKind, ScriptId, TenantId, Trigger};
 
 /// An execution as stored. `input`, `output` and `logs` are JSON text. A
 /// row whose status, trigger or error kind is not one the service knows
 /// does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ExecutionRecord {
-    pub id: String,
-    pub tenant_id: String,
-    pub script_id: String,
+    pub id: ExecutionId,
+    pub tenant_id: TenantId,
+    pub script_id: ScriptId,
     pub script_version: i64,
     pub trigger_type: Trigger,
     pub status: ExecutionStatus,
@@ -40,9 +40,9 @@ pub struct ExecutionRecord {
 /// What is known when a run is accepted.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
-    pub id: String,
-    pub tenant_id: String,
-    pub script_id: String,
+    pub id: ExecutionId,
+    pub tenant_id: TenantId,
+    pub script_id: ScriptId,
     pub script_version: i64,
     pub trigger_type: Trigger,
     pub input: String,
@@ -69,10 +69,10 @@ pub struct FinishedRun {
 /// Which executions a list returns.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
-    pub script_id: Option<String>,
+    pub script_id: Option<ScriptId>,
     pub status: Option<ExecutionStatus>,
     /// The cursor: only executions older than this id.
-    pub before: Option<String>,
+    pub before: Option<ExecutionId>,
     pub limit: i64,
 }
 
@@ -115,7 +115,7 @@ impl Db {
     }
 
     /// Moves a queued execution to `running`; returns the start time.
-    pub async fn start_execution(&self, id: &str) -> StoreResult<i64> {
+    pub async fn start_execution(&self, id: &ExecutionId) -> StoreResult<i64> {
         let now = now_ms();
         let done = on_pool!(self, pool => {
             sqlx::query("UPDATE executions SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
@@ -136,7 +136,7 @@ impl Db {
     /// script's last retry, the run is stored as `dead`.
     pub async fn finish_execution(
         &self,
-        id: &str,
+        id: &ExecutionId,
         run: &FinishedRun,
         retry: Option<&RetryPolicy>,
     ) -> StoreResult<ExecutionStatus> {
@@ -180,7 +180,7 @@ impl Db {
         })
     }
 
-    pub async fn execution(&self, tenant_id: &str, id: &str) -> StoreResult<ExecutionRecord> {
+    pub async fn execution(&self, tenant_id: &TenantId, id: &ExecutionId) -> StoreResult<ExecutionRecord> {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await
@@ -189,7 +189,7 @@ impl Db {
     }
 
     /// An execution whatever its tenant, for the node's own bookkeeping.
-    pub async fn execution_by_id(&self, id: &str) -> StoreResult<ExecutionRecord> {
+    pub async fn execution_by_id(&self, id: &ExecutionId) -> StoreResult<ExecutionRecord> {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE id = $1");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ExecutionRecord>(&sql).bind(id).fetch_one(pool).await
@@ -202,14 +202,14 @@ impl Db {
     /// (script, id) or (tenant, id).
     pub async fn list_executions(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         filter: &ExecutionFilter,
     ) -> StoreResult<Vec<ExecutionRecord>> {
         let mut sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1");
         let status = filter.status.map(ExecutionStatus::as_str);
         let mut values: Vec<String> = Vec::new();
         if let Some(script_id) = &filter.script_id {
-            values.push(script_id.clone());
+            values.push(script_id.to_string());
             sql.push_str(&format!(" AND script_id = ${}", values.len() + 1));
         }
         if let Some(status) = status {
@@ -217,7 +217,7 @@ impl Db {
             sql.push_str(&format!(" AND status = ${}", values.len() + 1));
         }
         if let Some(before) = &filter.before {
-            values.push(before.clone());
+            values.push(before.to_string());
             sql.push_str(&format!(" AND id < ${}", values.len() + 1));
         }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 2));

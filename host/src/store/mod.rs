@@ -230,8 +230,3 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
-
-/// A time-ordered id.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}

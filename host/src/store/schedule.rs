@@ -15,7 +15,8 @@
 
 use serde_json::json;
 
-use super::{Db, StoreResult, new_id, on_pool};
+use super::{Db, StoreResult, on_pool};
+use crate::model::{ExecutionId, ScriptId, TenantId};
 use serde::{Deserialize, Serialize};
 
 /// How the delay before a retry grows with the attempt.
@@ -105,7 +106,7 @@ macro_rules! follow_up {
                      FROM executions WHERE id = $1",
                 )
                 .bind($id)
-                .bind($crate::store::new_id())
+                .bind($crate::model::ExecutionId::generate())
                 .bind($now)
                 .bind(run_after)
                 .execute($conn)
@@ -122,8 +123,8 @@ pub(crate) use follow_up;
 /// A script whose next fire time has come.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueScript {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: ScriptId,
+    pub tenant_id: TenantId,
     pub version: i64,
     pub schedule: Option<String>,
     pub timezone: Option<String>,
@@ -145,7 +146,7 @@ pub struct Claim {
     pub script: DueScript,
     /// The execution created for it; `None` when the occurrence was skipped
     /// because the script's previous scheduled run is still open.
-    pub execution_id: Option<String>,
+    pub execution_id: Option<ExecutionId>,
     pub input: serde_json::Value,
 }
 
@@ -195,11 +196,11 @@ impl Db {
                  AND trigger_type = 'scheduled' AND script_id IN ({})",
                 placeholders.join(", ")
             );
-            let mut open_query = sqlx::query_as::<_, (String,)>(&open_sql);
+            let mut open_query = sqlx::query_as::<_, (ScriptId,)>(&open_sql);
             for script in &due {
                 open_query = open_query.bind(&script.id);
             }
-            let open: std::collections::HashSet<String> =
+            let open: std::collections::HashSet<ScriptId> =
                 open_query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();
 
             let mut claims = Vec::with_capacity(due.len());
@@ -210,7 +211,7 @@ impl Db {
                     .execute(&mut *tx).await?;
                 let mut execution_id = None;
                 if !open.contains(&script.id) {
-                    let id = new_id();
+                    let id = ExecutionId::generate();
                     let inserted = sqlx::query(
                         "INSERT INTO executions (id, tenant_id, script_id, script_version, \
                          trigger_type, status, input, logs, attempt, node_id, queued_at, \
@@ -254,9 +255,9 @@ impl Db {
             script_version = COALESCE((SELECT version FROM scripts WHERE scripts.id = executions.script_id), script_version) \
             WHERE id = $1 AND run_after IS NOT NULL";
         let begin = self.begin_write();
-        let ids: Vec<String> = on_pool!(self, pool => {
+        let ids: Vec<ExecutionId> = on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            let ids: Vec<(String,)> = sqlx::query_as(&select)
+            let ids: Vec<(ExecutionId,)> = sqlx::query_as(&select)
                 .bind(now).bind(limit).fetch_all(&mut *tx).await?;
             for (id,) in &ids {
                 sqlx::query(claim).bind(id).bind(node_id).execute(&mut *tx).await?;
@@ -292,7 +293,7 @@ impl Db {
 
     /// Sets a script's next fire time (after a save, or in tests to stand
     /// for time passing while no node ran).
-    pub async fn set_next_run(&self, script_id: &str, next_run_at: Option<i64>) -> StoreResult<()> {
+    pub async fn set_next_run(&self, script_id: &ScriptId, next_run_at: Option<i64>) -> StoreResult<()> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE scripts SET next_run_at = $2 WHERE id = $1")
                 .bind(script_id).bind(next_run_at).execute(pool).await.map(|_| ())

@@ -2,14 +2,14 @@
 //! Structured fields (limits, rate limit, webhook auth and methods) are JSON
 //! text, validated by the API before they get here.
 
-use super::{Db, StoreError, StoreResult, is_unique_violation, new_id, now_ms, on_pool};
-use crate::model::Trigger;
+use super::{Db, StoreError, StoreResult, is_unique_violation, now_ms, on_pool};
+use crate::model::{ScriptId, TenantId, Trigger};
 
 /// A script as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScriptRecord {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: ScriptId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub source: String,
     pub version: i64,
@@ -63,13 +63,13 @@ fn conflict(script: &NewScript) -> StoreError {
 impl Db {
     pub async fn create_script(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         new: &NewScript,
     ) -> StoreResult<ScriptRecord> {
         let now = now_ms();
         let record = ScriptRecord {
-            id: new_id(),
-            tenant_id: tenant_id.to_owned(),
+            id: ScriptId::generate(),
+            tenant_id: tenant_id.clone(),
             name: new.name.clone(),
             source: new.source.clone(),
             version: 1,
@@ -113,7 +113,7 @@ impl Db {
     }
 
     /// One script of a tenant; another tenant's script is `NotFound`.
-    pub async fn script(&self, tenant_id: &str, id: &str) -> StoreResult<ScriptRecord> {
+    pub async fn script(&self, tenant_id: &TenantId, id: &ScriptId) -> StoreResult<ScriptRecord> {
         let sql = format!("SELECT {COLUMNS} FROM scripts WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ScriptRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await
@@ -124,8 +124,8 @@ impl Db {
     /// A page of a tenant's scripts, newest first, after the cursor `before`.
     pub async fn list_scripts(
         &self,
-        tenant_id: &str,
-        before: Option<&str>,
+        tenant_id: &TenantId,
+        before: Option<&ScriptId>,
         limit: i64,
     ) -> StoreResult<Vec<ScriptRecord>> {
         let sql = format!(
@@ -143,8 +143,8 @@ impl Db {
     /// Replaces a script's fields and bumps its version.
     pub async fn update_script(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &ScriptId,
         new: &NewScript,
     ) -> StoreResult<ScriptRecord> {
         let sql = "UPDATE scripts SET name = $3, source = $4, version = version + 1, \
@@ -170,7 +170,7 @@ impl Db {
         }
     }
 
-    pub async fn delete_script(&self, tenant_id: &str, id: &str) -> StoreResult<()> {
+    pub async fn delete_script(&self, tenant_id: &TenantId, id: &ScriptId) -> StoreResult<()> {
         let done = on_pool!(self, pool => {
             sqlx::query("DELETE FROM scripts WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant_id).bind(id).execute(pool).await.map(|r| r.rows_affected())
@@ -203,7 +203,7 @@ impl Db {
         .map_err(Into::into)
     }
 
-    pub async fn mark_script_executed(&self, id: &str, at: i64) -> StoreResult<()> {
+    pub async fn mark_script_executed(&self, id: &ScriptId, at: i64) -> StoreResult<()> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE scripts SET last_executed_at = $2 WHERE id = $1")
                 .bind(id).bind(at).execute(pool).await.map(|r| r.rows_affected())

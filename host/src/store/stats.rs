@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{Db, StoreError, StoreResult, on_pool};
-use crate::model::{ExecutionStatus, FailureKind};
+use crate::model::{ExecutionStatus, FailureKind, TenantId};
 
 /// One minute of a tenant's runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Db {
     /// `(what, minute, name, value)`.
     pub async fn tenant_stats(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         first_ms: i64,
         minutes: usize,
     ) -> StoreResult<TenantStats> {

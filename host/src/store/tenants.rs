@@ -4,11 +4,12 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Db, StoreError, StoreResult, is_unique_violation, new_id, now_ms, on_pool};
+use super::{Db, StoreError, StoreResult, is_unique_violation, now_ms, on_pool};
+use crate::model::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     /// The tenant's slug in webhook URLs.
     pub name: String,
     pub created_at: i64,
@@ -50,7 +51,7 @@ impl Db {
     pub async fn create_tenant(&self, name: &str) -> StoreResult<(Tenant, String)> {
         validate_name(name).map_err(StoreError::Invalid)?;
         let tenant = Tenant {
-            id: new_id(),
+            id: TenantId::generate(),
             name: name.to_owned(),
             created_at: now_ms(),
         };

@@ -12,12 +12,13 @@ use governor::{Quota, RateLimiter};
 use moka::sync::Cache;
 
 use super::RateLimit;
+use crate::model::ScriptId;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 
 #[derive(Clone)]
 pub struct Limiters {
-    buckets: Cache<String, Arc<(RateLimit, Bucket)>>,
+    buckets: Cache<ScriptId, Arc<(RateLimit, Bucket)>>,
     clock: DefaultClock,
 }
 
@@ -36,7 +37,7 @@ impl Default for Limiters {
 impl Limiters {
     /// Takes one request from the script's bucket; `Err` carries how long
     /// until one is allowed.
-    pub fn check(&self, script_id: &str, limit: RateLimit) -> Result<(), Duration> {
+    pub fn check(&self, script_id: &ScriptId, limit: RateLimit) -> Result<(), Duration> {
         let bucket = match self.buckets.get(script_id) {
             Some(bucket) if bucket.0 == limit => bucket,
             _ => {
@@ -44,7 +45,7 @@ impl Limiters {
                 let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
                 let quota = Quota::per_second(rps).allow_burst(burst);
                 let bucket = Arc::new((limit, RateLimiter::direct(quota)));
-                self.buckets.insert(script_id.to_owned(), bucket.clone());
+                self.buckets.insert(script_id.clone(), bucket.clone());
                 bucket
             }
         };
@@ -55,7 +56,7 @@ impl Limiters {
     }
 
     /// Drops a deleted script's bucket.
-    pub fn forget(&self, script_id: &str) {
+    pub fn forget(&self, script_id: &ScriptId) {
         self.buckets.invalidate(script_id);
     }
 
@@ -77,18 +78,19 @@ mod tests {
     fn a_burst_passes_then_requests_wait() {
         let limiters = Limiters::default();
         let limit = RateLimit { rps: 10, burst: 20 };
+        let (a, b) = (ScriptId::from("a"), ScriptId::from("b"));
         let passed = (0..40)
-            .filter(|_| limiters.check("a", limit).is_ok())
+            .filter(|_| limiters.check(&a, limit).is_ok())
             .count();
         // 20 at once, plus whatever refilled while the loop ran.
         assert!((20..=21).contains(&passed), "{passed}");
-        let wait = limiters.check("a", limit).unwrap_err();
+        let wait = limiters.check(&a, limit).unwrap_err();
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         // Another script has a bucket of its own.
-        assert!(limiters.check("b", limit).is_ok());
+        assert!(limiters.check(&b, limit).is_ok());
         // A new limit replaces the bucket; forgetting drops it.
-        assert!(limiters.check("a", RateLimit { rps: 1, burst: 5 }).is_ok());
-        limiters.forget("a");
+        assert!(limiters.check(&a, RateLimit { rps: 1, burst: 5 }).is_ok());
+        limiters.forget(&a);
         assert_eq!(limiters.len(), 1);
     }
 }

@@ -56,7 +56,7 @@ async fn every_request_carries_an_id_on_both_listeners(url: String) {
 #[allow(clippy::too_many_arguments)]
 async fn insert_execution(
     db: &scriptbox::store::Db,
-    tenant_id: &str,
+    tenant_id: &scriptbox::model::TenantId,
     queued_at: i64,
     status: &str,
     duration_ms: Option<i64>,
@@ -756,7 +756,7 @@ async fn a_thousand_concurrent_runs_are_all_recorded(url: String) {
             .db()
             .execution(
                 &node.exec.db().tenant_by_key(&key).await.unwrap().id,
-                &execution,
+                &execution.into(),
             )
             .await
             .unwrap();
@@ -818,11 +818,11 @@ async fn open_runs_of_silent_nodes_are_abandoned(url: String) {
     let db = node.exec.db();
     let tenant = db.tenant_by_key(&key).await.unwrap();
     let script = db
-        .script(&tenant.id, created["id"].as_str().unwrap())
+        .script(&tenant.id, &created["id"].as_str().unwrap().into())
         .await
         .unwrap();
     let open = NewExecution {
-        id: scriptbox::store::new_id(),
+        id: scriptbox::model::ExecutionId::generate(),
         tenant_id: tenant.id.clone(),
         script_id: script.id.clone(),
         script_version: 1,

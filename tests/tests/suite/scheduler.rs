@@ -279,7 +279,7 @@ async fn a_missed_occurrence_runs_once_then_the_schedule_resumes(url: String) {
     // three hours old, and three more occurrences have passed since.
     let now = scriptbox::store::now_ms();
     let missed = now - now.rem_euclid(3_600_000) - 3 * 3_600_000;
-    node.exec.db().set_next_run(id, Some(missed)).await.unwrap();
+    node.exec.db().set_next_run(&id.into(), Some(missed)).await.unwrap();
     let runs = wait_for(&node, &key, id, Duration::from_secs(20), |items| {
         items.iter().any(|e| e["status"] == "completed")
     })
@@ -324,7 +324,7 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
             .timestamp_millis()
     };
     let t0 = at("2030-01-01T10:00:00+01:00");
-    db.set_next_run(id, Some(t0)).await.unwrap();
+    db.set_next_run(&id.into(), Some(t0)).await.unwrap();
     let plan = |s: &DueScript, now: i64| scriptbox::scheduler::plan(s, now);
     // Claims made as this node, so its recovery sweep leaves them alone.
     let me = node.exec.node_id();
@@ -351,7 +351,7 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
         .unwrap();
     assert!(again.is_empty(), "claimed twice: {again:?}");
     let tenant = db.tenant_by_key(&key).await.unwrap();
-    let stored = db.script(&tenant.id, id).await.unwrap();
+    let stored = db.script(&tenant.id, &id.into()).await.unwrap();
     assert_eq!(stored.next_run_at, Some(at("2030-01-01T10:15:00+01:00")));
 
     // Its run is still open: the next occurrence is skipped, not doubled.
@@ -391,7 +391,7 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
         claims[0].script.next_run_at,
         at("2030-01-01T10:30:00+01:00")
     );
-    let stored = db.script(&tenant.id, id).await.unwrap();
+    let stored = db.script(&tenant.id, &id.into()).await.unwrap();
     assert_eq!(stored.next_run_at, Some(at("2030-01-01T15:15:00+01:00")));
     let claims = db
         .claim_due_scripts(late, 10, me, |s| plan(s, late))
@@ -402,11 +402,15 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
 }
 
 /// The one open execution of a script.
-async fn claims_open_execution(node: &TestNode, key: &str, script_id: &str) -> String {
+async fn claims_open_execution(
+    node: &TestNode,
+    key: &str,
+    script_id: &str,
+) -> scriptbox::model::ExecutionId {
     let items = executions(node, key, script_id).await;
     let open: Vec<&Value> = items.iter().filter(|e| e["status"] == "queued").collect();
     assert_eq!(open.len(), 1, "{items:#?}");
-    open[0]["id"].as_str().unwrap().to_owned()
+    open[0]["id"].as_str().unwrap().into()
 }
 
 async fn an_occurrence_whose_previous_run_is_still_going_is_skipped(url: String) {
@@ -476,7 +480,7 @@ async fn failed_runs_are_retried_then_dead(url: String) {
     let id = script["id"].as_str().unwrap();
     node.exec
         .db()
-        .set_next_run(id, Some(scriptbox::store::now_ms()))
+        .set_next_run(&id.into(), Some(scriptbox::store::now_ms()))
         .await
         .unwrap();
     let runs = wait_for(&node, &key, id, Duration::from_secs(30), |items| {
@@ -560,7 +564,7 @@ async fn pending_retries_survive_a_restart(url: String) {
     assert_eq!(script["retry_delay_ms"], 3000, "the configured default");
     node.exec
         .db()
-        .set_next_run(&id, Some(scriptbox::store::now_ms()))
+        .set_next_run(&id.as_str().into(), Some(scriptbox::store::now_ms()))
         .await
         .unwrap();
     let runs = wait_for(&node, &key, &id, Duration::from_secs(20), |items| {
