@@ -16,10 +16,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use scriptbox::cron::{Location, Time};
 use scriptbox::store::Db;
-use sqlx::Connection;
 
 const ROUNDS: usize = 5;
 const BATCH: i64 = 200;
@@ -60,7 +59,7 @@ macro_rules! load {
                  VALUES ($1, $2, $3, 'export default () => 1', 1, 'scheduled', $4, TRUE, '{}', \
                  3, 300000, $5, 0, 0)",
             )
-            .bind(scriptbox::store::new_id())
+            .bind(scriptbox::model::ExecutionId::generate())
             .bind($tenant)
             .bind(format!("s{i}"))
             .bind(schedules[i % schedules.len()])
@@ -236,32 +235,17 @@ fn main() -> Result<()> {
         db.close().await;
         let _ = std::fs::remove_dir_all(&dir);
 
-        match std::env::var("SCRIPTBOX_TEST_POSTGRES_URL") {
-            Ok(admin) if !admin.is_empty() => {
-                let name = format!("sbx_bench_{}", std::process::id());
-                let mut conn = sqlx::PgConnection::connect(&admin).await?;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await?;
-                let mut url = url_with_path(&admin, &name)?;
-                std::mem::swap(&mut config.url, &mut url);
+        match scriptbox_benches::ScratchPostgres::create("schedule").await? {
+            Some(scratch) => {
+                config.url = scratch.url.clone();
                 let db = Db::open(&config).await?;
                 let result = bench(&db, "postgres", schedules, due).await;
                 db.close().await;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await?;
+                scratch.drop_now().await?;
                 result?;
             }
-            _ => println!("postgres: skipped (SCRIPTBOX_TEST_POSTGRES_URL is not set)"),
+            None => println!("postgres: skipped (SCRIPTBOX_TEST_POSTGRES_URL is not set)"),
         }
         anyhow::Ok(())
     })
-}
-
-fn url_with_path(admin: &str, database: &str) -> Result<String> {
-    let (base, _) = admin
-        .rsplit_once('/')
-        .context("SCRIPTBOX_TEST_POSTGRES_URL has no database path")?;
-    Ok(format!("{base}/{database}"))
 }

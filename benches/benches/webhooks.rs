@@ -1,19 +1,23 @@
 //! Webhook throughput and latency over loopback, against a minimal axum
-//! handler in the same process, driven by `wrk`.
+//! handler in the same process (the HTTP floor) and a Node.js http server
+//! running the same script in a fresh `vm` context per request, driven by
+//! `wrk`.
 //!
 //! `cargo bench -p scriptbox-benches --bench webhooks` (or `just
-//! bench-webhooks`, which installs `wrk` if missing) starts a node on a
-//! fresh SQLite file with a trivial webhook script (rate limit raised out of
-//! the way), and an axum server answering a constant. It runs `wrk` against
-//! each in turn with the same settings and prints requests/s, p50 and p99
-//! latency, and the ratios. Every webhook request is a full run: route
-//! lookup, execution recorded, sandbox run, result stored.
+//! bench-webhooks`, which installs `wrk` if missing) starts a node with a
+//! trivial webhook script (rate limit raised out of the way), an axum server
+//! answering a constant, and `benches/node/vm-http.js`. It runs `wrk`
+//! against each in turn with the same settings and prints requests/s, p50
+//! and p99 latency, and the ratios. Every webhook request is a full run:
+//! route lookup, execution recorded, sandbox run, result stored.
 //!
-//! `SCRIPTBOX_BENCH_SECONDS` (default 8) and `SCRIPTBOX_BENCH_CONNECTIONS`
-//! (default 16) change the load; `SCRIPTBOX_<SECTION>_<KEY>` settings apply
-//! to the node. With the defaults, 16 connections are more than the one
-//! tenant's fair share (`tenant_max_concurrent`, half of `pool_max` = 8), so
-//! half the calls wait in its queue.
+//! `SCRIPTBOX_BENCH_SECONDS` (default 8), `SCRIPTBOX_BENCH_CONNECTIONS`
+//! (default 32) and `SCRIPTBOX_BENCH_THREADS` (wrk's threads, default 2)
+//! change the load; `SCRIPTBOX_BENCH_DATABASE=postgres` runs the node on a
+//! fresh database on the server of `SCRIPTBOX_TEST_POSTGRES_URL` instead of
+//! a fresh SQLite file; `SCRIPTBOX_<SECTION>_<KEY>` settings apply to the
+//! node.
+//! Without Node.js the Node line is left out.
 
 use std::process::Command;
 
@@ -37,9 +41,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// `wrk --latency` against `url`; parses requests/s and the 50 % / 99 % lines.
 fn wrk(url: &str) -> Result<Load> {
     let seconds = env_u64("SCRIPTBOX_BENCH_SECONDS", 8);
-    let connections = env_u64("SCRIPTBOX_BENCH_CONNECTIONS", 16);
+    let connections = env_u64("SCRIPTBOX_BENCH_CONNECTIONS", 32);
+    let threads = env_u64("SCRIPTBOX_BENCH_THREADS", 2);
     let out = Command::new("wrk")
-        .args(["--latency", "-t1"])
+        .arg("--latency")
+        .arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{seconds}s"))
         .arg(url)
@@ -79,6 +85,44 @@ fn millis(text: &str) -> Result<f64> {
     Ok(number.parse::<f64>()? * factor)
 }
 
+/// `benches/node/vm-http.js`, running until dropped.
+struct NodeServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl NodeServer {
+    /// `None` when Node.js is not installed.
+    fn start() -> Result<Option<Self>> {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node/vm-http.js");
+        let mut child = match Command::new("node")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("starting node"),
+        };
+        let mut port = String::new();
+        let stdout = child.stdout.take().context("node's stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut port)?;
+        let url = format!("http://127.0.0.1:{}/bench/hook", port.trim());
+        // Warm up the JIT as the node is warmed up.
+        Command::new("wrk")
+            .args(["-t1", "-c4", "-d2s", &url])
+            .output()?;
+        Ok(Some(Self { child, url }))
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -86,12 +130,21 @@ fn main() -> Result<()> {
         .build()?;
     let dir = std::env::temp_dir().join(format!("scriptbox-bench-hooks-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (hook_url, constant_url) = runtime.block_on(async {
+    let (hook_url, constant_url, scratch) = runtime.block_on(async {
         // Every SCRIPTBOX_* setting applies (for example
         // SCRIPTBOX_SANDBOX_TENANT_MAX_CONCURRENT=16 lets the one bench tenant
-        // use the whole pool); the database is always a fresh file.
+        // use the whole pool); the database is always a fresh one.
         let mut config = Config::load(None, std::env::vars())?;
-        config.database.url = format!("sqlite://{}", dir.join("hooks.db").display());
+        let scratch = if std::env::var("SCRIPTBOX_BENCH_DATABASE").as_deref() == Ok("postgres") {
+            let scratch = scriptbox_benches::ScratchPostgres::create("hooks")
+                .await?
+                .context("SCRIPTBOX_BENCH_DATABASE=postgres needs SCRIPTBOX_TEST_POSTGRES_URL")?;
+            config.database.url = scratch.url.clone();
+            Some(scratch)
+        } else {
+            config.database.url = format!("sqlite://{}", dir.join("hooks.db").display());
+            None
+        };
         config.scheduler.enabled = false;
         if let Ok(n) = std::env::var("SCRIPTBOX_BENCH_DB_CONNECTIONS") {
             config.database.max_connections = n.parse()?;
@@ -137,8 +190,9 @@ fn main() -> Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let constant_url = format!("http://{}/", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, constant).await });
-        anyhow::Ok((hook_url, constant_url))
+        anyhow::Ok((hook_url, constant_url, scratch))
     })?;
+    let node_js = NodeServer::start()?;
 
     // Warm up: compile the script, fill the pool.
     let warm = Command::new("wrk")
@@ -147,6 +201,7 @@ fn main() -> Result<()> {
     warm.context("running wrk (apt-get install wrk, or `just bench-webhooks`)")?;
 
     let constant = wrk(&constant_url)?;
+    let node_vm = node_js.as_ref().map(|n| wrk(&n.url)).transpose()?;
     let hook = wrk(&hook_url)?;
     let show = |name: &str, l: &Load| {
         println!(
@@ -155,6 +210,9 @@ fn main() -> Result<()> {
         );
     };
     show("axum constant handler", &constant);
+    if let Some(node_vm) = &node_vm {
+        show("node http + vm context", node_vm);
+    }
     show("webhook (sandbox run)", &hook);
     println!(
         "ratio webhook/constant: throughput {:.3}x, p50 {:.1}x, p99 {:.1}x",
@@ -162,6 +220,19 @@ fn main() -> Result<()> {
         hook.p50_ms / constant.p50_ms,
         hook.p99_ms / constant.p99_ms
     );
+    match &node_vm {
+        Some(node_vm) => println!(
+            "ratio webhook/node:     throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+            hook.requests_per_sec / node_vm.requests_per_sec,
+            hook.p50_ms / node_vm.p50_ms,
+            hook.p99_ms / node_vm.p99_ms
+        ),
+        None => println!("node: skipped (no `node` on the PATH)"),
+    }
+    drop(node_js);
+    if let Some(scratch) = scratch {
+        runtime.block_on(scratch.drop_now())?;
+    }
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -1,1 +1,44 @@
-//! Benchmarks live in benches/; see benches/sandbox.rs.
+//! Helpers the benches share. The benches themselves are in benches/.
+
+use anyhow::{Context, Result};
+use sqlx::Connection;
+
+/// A PostgreSQL database made for one bench run on the server of
+/// `SCRIPTBOX_TEST_POSTGRES_URL`, and dropped by [`ScratchPostgres::drop_now`].
+pub struct ScratchPostgres {
+    admin: sqlx::PgConnection,
+    name: String,
+    /// The new database's URL.
+    pub url: String,
+}
+
+impl ScratchPostgres {
+    /// `None` when `SCRIPTBOX_TEST_POSTGRES_URL` is not set.
+    pub async fn create(label: &str) -> Result<Option<Self>> {
+        let admin_url = match std::env::var("SCRIPTBOX_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => return Ok(None),
+        };
+        let name = format!("sbx_bench_{label}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .context("SCRIPTBOX_TEST_POSTGRES_URL has no database path")?;
+        let url = format!("{base}/{name}");
+        Ok(Some(Self { admin, name, url }))
+    }
+
+    /// Drops the database (closing its connections).
+    pub async fn drop_now(mut self) -> Result<()> {
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
+        .await?;
+        Ok(())
+    }
+}
