@@ -113,7 +113,8 @@ impl ScriptService {
     pub async fn create(&self, tenant: &Tenant, change: ScriptChange) -> Result<ScriptRecord> {
         let (new, bytecode) = self.prepare(change, None).await?;
         let script = self.db.create_script(&tenant.id, &new).await?;
-        self.sandbox.remember(script.id.as_str(), script.version, bytecode);
+        self.sandbox
+            .remember(script.id.as_str(), script.version, bytecode);
         if script.next_run_at.is_some() {
             self.scheduler.wake();
         }
@@ -132,7 +133,8 @@ impl ScriptService {
         let current = self.db.script(&tenant.id, id).await?;
         let (new, bytecode) = self.prepare(change, Some(&current)).await?;
         let script = self.db.update_script(&tenant.id, id, &new).await?;
-        self.sandbox.remember(script.id.as_str(), script.version, bytecode);
+        self.sandbox
+            .remember(script.id.as_str(), script.version, bytecode);
         self.sandbox.forget(current.id.as_str(), current.version);
         if script.next_run_at != current.next_run_at {
             self.scheduler.wake();

@@ -22,7 +22,7 @@ use crate::sandbox::{CompileFailure, RunContext, RunFailure, RunOutcome, RunRequ
 use crate::settings::ScriptSettings;
 use crate::store::{
     Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
-    StoreError, StoreResult,
+    StoreError, StoreResult, Writer,
 };
 use tracing::Instrument;
 
@@ -31,11 +31,131 @@ use tracing::Instrument;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 
-/// A run accepted by [`ExecutionService::submit`]: its recorded id, and the
-/// task running it (its result once stored).
+/// When a run's row is first written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// Before [`ExecutionService::submit`] returns: for a reply that
+    /// promises the record exists (a 202).
+    First,
+    /// Once, at the run's end, for a caller that waits for the result (a
+    /// sync webhook call or API run) and replies only after that write has
+    /// committed. A caller that stops waiting calls
+    /// [`Accepted::record_now`] before it replies.
+    AtEnd,
+}
+
+/// A run accepted by [`ExecutionService::submit`]: its id, and the task
+/// running it (its result once stored).
 pub struct Accepted {
     pub execution_id: ExecutionId,
     pub done: tokio::task::JoinHandle<StoreResult<Executed>>,
+    /// The row, while a [`Record::AtEnd`] run has not written it.
+    unwritten: Option<Arc<Unwritten>>,
+}
+
+impl Accepted {
+    /// Makes sure the execution is recorded now (as `queued` or `running`,
+    /// unless it has finished and is recorded already): for a caller that
+    /// replies before the run ends.
+    pub async fn record_now(&self) -> StoreResult<()> {
+        match &self.unwritten {
+            Some(unwritten) => unwritten.write_now().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A [`Record::AtEnd`] run's row, shared by the run and its caller.
+struct Unwritten {
+    writer: Writer,
+    state: tokio::sync::Mutex<RowState>,
+}
+
+enum RowState {
+    /// Not written: the row, when the run was accepted, and when it started.
+    Pending {
+        new: NewExecution,
+        queued_at: i64,
+        started_at: Option<i64>,
+    },
+    /// Written by `record_now` while the run waited for a slot.
+    Queued(ExecutionId),
+    /// Written as running.
+    Running,
+}
+
+impl Unwritten {
+    /// `record_now`: the row as it stands, unless written already.
+    async fn write_now(&self) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        if let RowState::Pending {
+            new,
+            queued_at,
+            started_at,
+        } = &*state
+        {
+            let (status, next) = match started_at {
+                Some(_) => (ExecutionStatus::Running, RowState::Running),
+                None => (ExecutionStatus::Queued, RowState::Queued(new.id.clone())),
+            };
+            self.writer.open_at(new.clone(), status, *queued_at).await?;
+            *state = next;
+        }
+        Ok(())
+    }
+
+    /// The run got its slot: noted, or written when the row exists.
+    async fn started(&self) -> StoreResult<()> {
+        let mut state = self.state.lock().await;
+        match &mut *state {
+            RowState::Pending { started_at, .. } => *started_at = Some(crate::store::now_ms()),
+            RowState::Queued(id) => {
+                self.writer.start(id.clone()).await?;
+                *state = RowState::Running;
+            }
+            RowState::Running => {}
+        }
+        Ok(())
+    }
+}
+
+/// Where a run's result goes: its row, written already, or not yet.
+enum Row {
+    Open,
+    Unwritten(Arc<Unwritten>),
+}
+
+/// Inputs of [`Record::AtEnd`] runs waiting for a slot are kept in memory
+/// up to this many bytes on a node; past it, a waiting run is recorded as
+/// `queued` and reads its input back when its turn comes, as a
+/// [`Record::First`] run does.
+const WAITING_INPUT_BUDGET: usize = 64 << 20;
+
+/// Bytes of waiting input held in memory, given back when dropped.
+struct HeldInput {
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    bytes: usize,
+}
+
+impl HeldInput {
+    fn take(held: &Arc<std::sync::atomic::AtomicUsize>, bytes: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering::Relaxed;
+        held.fetch_update(Relaxed, Relaxed, |now| {
+            (now + bytes <= WAITING_INPUT_BUDGET).then_some(now + bytes)
+        })
+        .ok()?;
+        Some(Self {
+            held: held.clone(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for HeldInput {
+    fn drop(&mut self) {
+        self.held
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Why an execution was not retried.
@@ -70,12 +190,16 @@ pub struct Executed {
 #[derive(Clone)]
 pub struct ExecutionService {
     db: Db,
+    /// Every run's row goes through it (group commit).
+    writer: Writer,
     sandbox: Sandbox,
     node_id: Arc<str>,
     retry: RetryPolicy,
     metrics: crate::metrics::RunMetrics,
     in_flight: Arc<InFlight>,
     gate: TenantGate,
+    /// Bytes of [`HeldInput`] on this node.
+    waiting_input: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Runs in progress or waiting for a slot on this node, so shutdown can
@@ -126,6 +250,7 @@ impl ExecutionService {
             config.tenant_max_queued,
         );
         Self {
+            writer: Writer::spawn(db.clone()),
             db,
             sandbox,
             node_id: node_id.into(),
@@ -133,6 +258,7 @@ impl ExecutionService {
             metrics,
             in_flight: Arc::default(),
             gate,
+            waiting_input: Arc::default(),
         }
     }
 
@@ -178,7 +304,11 @@ impl ExecutionService {
     }
 
     /// One execution of `tenant_id`.
-    pub async fn get(&self, tenant_id: &TenantId, id: &ExecutionId) -> StoreResult<ExecutionRecord> {
+    pub async fn get(
+        &self,
+        tenant_id: &TenantId,
+        id: &ExecutionId,
+    ) -> StoreResult<ExecutionRecord> {
         self.db.execution(tenant_id, id).await
     }
 
@@ -233,7 +363,7 @@ impl ExecutionService {
         &self,
         script: &ScriptRecord,
         trigger: Trigger,
-        input: String,
+        input: Arc<str>,
         attempt: i64,
     ) -> NewExecution {
         NewExecution {
@@ -250,24 +380,34 @@ impl ExecutionService {
     }
 
     /// Accepts a run of `script`: takes a slot for its tenant (or a place
-    /// in the tenant's queue), records the execution, and runs it in a task
-    /// of its own. Returns once the execution is recorded; the run goes on
-    /// (and is stored) even if the caller goes away.
-    ///
-    /// A run with a slot at once is recorded as `running` in one write. A
-    /// run that must wait is recorded as `queued` and keeps nothing of its
-    /// input in memory: it reads it back when its turn comes.
+    /// in the tenant's queue) and runs it in a task of its own, which goes
+    /// on (and is stored) even if the caller goes away. When the row is
+    /// first written is `record`'s choice ([`Record`]); a run that must
+    /// wait for a slot is recorded as `queued` before `submit` returns
+    /// either way, and keeps nothing of its input in memory: it reads it
+    /// back when its turn comes.
     pub async fn submit(
         &self,
         script: Arc<ScriptRecord>,
         trigger: Trigger,
         input: &Value,
         attempt: i64,
+        record: Record,
     ) -> Result<Accepted, SubmitError> {
         let admission = self.admit(&script.tenant_id)?;
         // Counted from now, waiting included, so shutdown waits for it.
         let in_flight = InFlightGuard::new(&self.in_flight);
-        let new = self.new_execution(&script, trigger, input.to_string(), attempt);
+        let new = self.new_execution(&script, trigger, input.to_string().into(), attempt);
+        let execution_id = new.id.clone();
+        if record == Record::AtEnd {
+            let held = match &admission {
+                Admission::Now(_) => None,
+                Admission::Wait(_) => HeldInput::take(&self.waiting_input, new.input.len()),
+            };
+            if matches!(admission, Admission::Now(_)) || held.is_some() {
+                return Ok(self.start_unwritten(admission, held, in_flight, new, script));
+            }
+        }
         let service = self.clone();
         let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
         // Recording happens inside the task: a caller that goes away cannot
@@ -280,15 +420,19 @@ impl ExecutionService {
                 let id = new.id.clone();
                 let slot = match admission {
                     Admission::Now(slot) => {
-                        service.db.insert_running_execution(&new).await?;
-                        let _ = accepted_tx.send(id.clone());
-                        return service
-                            .run_started(slot, &id, &script, trigger, &new.input, attempt)
-                            .await;
+                        service
+                            .writer
+                            .open(new.clone(), ExecutionStatus::Running)
+                            .await?;
+                        let _ = accepted_tx.send(());
+                        return service.run_started(slot, &new, &script, Row::Open).await;
                     }
                     Admission::Wait(ticket) => {
-                        service.db.insert_execution(&new).await?;
-                        let _ = accepted_tx.send(id.clone());
+                        service
+                            .writer
+                            .open(new.clone(), ExecutionStatus::Queued)
+                            .await?;
+                        let _ = accepted_tx.send(());
                         drop(new);
                         ticket.wait().await
                     }
@@ -305,7 +449,11 @@ impl ExecutionService {
             .instrument(caller),
         );
         match accepted_rx.await {
-            Ok(execution_id) => Ok(Accepted { execution_id, done }),
+            Ok(()) => Ok(Accepted {
+                execution_id,
+                done,
+                unwritten: None,
+            }),
             // The task ended before recording: the insert failed.
             Err(_) => match done.await {
                 Ok(Err(error)) => Err(error.into()),
@@ -317,7 +465,52 @@ impl ExecutionService {
         }
     }
 
-    /// Submits a run and waits for it; returns the stored execution.
+    /// A [`Record::AtEnd`] run: nothing is written before it ends, also
+    /// while it waits for a slot (its input `held` in memory then). The
+    /// caller hears of the run only through its result, which leaves after
+    /// the row is committed, or after `record_now`.
+    fn start_unwritten(
+        &self,
+        admission: Admission,
+        held: Option<HeldInput>,
+        in_flight: InFlightGuard,
+        new: NewExecution,
+        script: Arc<ScriptRecord>,
+    ) -> Accepted {
+        let execution_id = new.id.clone();
+        let unwritten = Arc::new(Unwritten {
+            writer: self.writer.clone(),
+            state: tokio::sync::Mutex::new(RowState::Pending {
+                new: new.clone(),
+                queued_at: crate::store::now_ms(),
+                started_at: None,
+            }),
+        });
+        let service = self.clone();
+        let shared = unwritten.clone();
+        let done = tokio::spawn(
+            async move {
+                let _in_flight = in_flight;
+                let slot = match admission {
+                    Admission::Now(slot) => slot,
+                    Admission::Wait(ticket) => ticket.wait().await,
+                };
+                drop(held);
+                shared.started().await?;
+                let row = Row::Unwritten(shared);
+                service.run_started(slot, &new, &script, row).await
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Accepted {
+            execution_id,
+            done,
+            unwritten: Some(unwritten),
+        }
+    }
+
+    /// Submits a run, waits for it and returns the stored execution (the
+    /// row is written once, at the end).
     pub async fn run_to_end(
         &self,
         script: Arc<ScriptRecord>,
@@ -326,7 +519,9 @@ impl ExecutionService {
         attempt: i64,
     ) -> Result<ExecutionRecord, SubmitError> {
         let tenant_id = script.tenant_id.clone();
-        let accepted = self.submit(script, trigger, input, attempt).await?;
+        let accepted = self
+            .submit(script, trigger, input, attempt, Record::AtEnd)
+            .await?;
         match accepted.done.await {
             Ok(result) => {
                 result?;
@@ -383,43 +578,52 @@ impl ExecutionService {
         input: Option<&str>,
         attempt: i64,
     ) -> StoreResult<Option<Executed>> {
-        if self.db.start_execution(execution_id).await.is_err() {
-            return Ok(None);
+        match self.writer.start(execution_id.clone()).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(error) => return Err(error),
         }
-        let stored;
-        let input = match input {
-            Some(input) => input,
-            None => {
-                stored = self.db.execution_by_id(execution_id).await?.input;
-                &stored
-            }
+        let input: Arc<str> = match input {
+            Some(input) => input.into(),
+            None => self.db.execution_by_id(execution_id).await?.input.into(),
         };
-        self.run_started(slot, execution_id, script, trigger, input, attempt)
+        let run = NewExecution {
+            id: execution_id.clone(),
+            tenant_id: script.tenant_id.clone(),
+            script_id: script.id.clone(),
+            script_version: script.version,
+            trigger_type: trigger,
+            input,
+            attempt,
+            node_id: self.node_id.to_string(),
+            scheduled_for: None,
+        };
+        self.run_started(slot, &run, script, Row::Open)
             .await
             .map(Some)
     }
 
-    /// Runs an execution recorded as `running` and stores the result. A
-    /// failed run of a scheduled occurrence is followed by a retry, or is
-    /// `dead` after the script's last one.
+    /// Runs `run` and stores the result on its row (`row` says whether that
+    /// row is written yet). A failed run of a scheduled occurrence is
+    /// followed by a retry, or is `dead` after the script's last one.
     async fn run_started(
         &self,
         slot: Slot,
-        execution_id: &ExecutionId,
+        run: &NewExecution,
         script: &ScriptRecord,
-        trigger: Trigger,
-        input: &str,
-        attempt: i64,
+        row: Row,
     ) -> StoreResult<Executed> {
+        let trigger = run.trigger_type;
         let span = tracing::info_span!(
             "run",
             tenant_id = %script.tenant_id,
             script_id = %script.id,
-            %execution_id,
+            execution_id = %run.id,
             trigger = trigger.as_str(),
         );
+        let started_at = crate::store::now_ms();
         let outcome = self
-            .run_script(execution_id, script, trigger, input, attempt)
+            .run_script(&run.id, script, trigger, &run.input, run.attempt)
             .instrument(span.clone())
             .await;
         drop(slot);
@@ -433,11 +637,36 @@ impl ExecutionService {
             });
         }
         let finished = finished_run(&outcome);
-        let retry = (trigger == Trigger::Scheduled).then_some(&self.retry);
-        let status = self
-            .db
-            .finish_execution(execution_id, &finished, retry)
-            .await?;
+        let retry = (trigger == Trigger::Scheduled).then_some(self.retry);
+        let status = match row {
+            Row::Open => {
+                self.writer
+                    .finish(run.id.clone(), script.id.clone(), finished, retry)
+                    .await?
+            }
+            Row::Unwritten(unwritten) => {
+                // Held while writing, so `Accepted::record_now` either wrote
+                // the row already or waits for this write.
+                let mut state = unwritten.state.lock().await;
+                match std::mem::replace(&mut *state, RowState::Running) {
+                    RowState::Pending {
+                        new,
+                        queued_at,
+                        started_at: started,
+                    } => {
+                        let started = started.unwrap_or(started_at);
+                        self.writer
+                            .complete(new, queued_at, started, finished)
+                            .await?
+                    }
+                    RowState::Queued(_) | RowState::Running => {
+                        self.writer
+                            .finish(run.id.clone(), script.id.clone(), finished, retry)
+                            .await?
+                    }
+                }
+            }
+        };
         self.metrics.record(
             script.tenant_id.as_str(),
             script.id.as_str(),
@@ -445,9 +674,6 @@ impl ExecutionService {
             status.as_str(),
             &outcome,
         );
-        self.db
-            .mark_script_executed(&script.id, crate::store::now_ms())
-            .await?;
         Ok(Executed { outcome, status })
     }
 

@@ -41,7 +41,12 @@ pub async fn list(
         limit: limit + 1,
     };
     let rows = state.exec.list(&tenant.id, &filter).await?;
-    Ok(Json(Page::of(rows, limit, |e| e.id.as_str(), ExecutionView::from)))
+    Ok(Json(Page::of(
+        rows,
+        limit,
+        |e| e.id.as_str(),
+        ExecutionView::from,
+    )))
 }
 
 pub async fn show(

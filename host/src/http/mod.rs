@@ -41,8 +41,21 @@ use crate::store::{Db, StoreError, Tenant, hash_api_key};
 use crate::webhooks::{Limiters, PublicUrl, Routes, WebhookConfig};
 
 /// Shared by every handler: the node's services and the edge's own state.
+/// Handlers take it by value (axum's `State`), so it is one `Arc`: a
+/// request clones one pointer, not every service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct Shared {
     pub db: Db,
     pub sandbox: Sandbox,
     pub exec: ExecutionService,
@@ -68,7 +81,7 @@ impl AppState {
     /// The state of `node`'s listeners; `public_url` is where webhooks are
     /// reached (parsed with the public listener's bound address).
     pub fn new(node: &Node, public_url: PublicUrl, pool_history: PoolHistory) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             db: node.db.clone(),
             sandbox: node.sandbox.clone(),
             exec: node.exec.clone(),
@@ -86,7 +99,7 @@ impl AppState {
             routes: node.routes.clone(),
             limiters: node.limiters.clone(),
             pool_history,
-        }
+        }))
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::json::{Body, Query};
 use super::views::{AcceptedView, ExecutionView, NextRunsView, Page, ScriptView};
 use super::{AppError, AppState, Auth};
+use crate::exec::Record;
 use crate::model::{ScriptId, Trigger};
 use crate::scripts::ScriptChange;
 use crate::store::{ScriptRecord, Tenant};
@@ -168,7 +169,7 @@ pub async fn run(
     if query.run_async {
         let accepted = state
             .exec
-            .submit(script, Trigger::Manual, &input, 0)
+            .submit(script, Trigger::Manual, &input, 0, Record::First)
             .await?;
         return Ok((
             StatusCode::ACCEPTED,

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::views::{AcceptedView, ErrorView, ResultView};
 use super::{AppError, AppState};
-use crate::exec::{Accepted, SubmitError, Trigger};
+use crate::exec::{Accepted, Record, SubmitError, Trigger};
 use crate::settings::{AuthType, ScriptSettings, ScriptTrigger, WebhookSettings};
 use crate::store::ScriptRecord;
 use crate::webhooks::{EXECUTION_HEADER, Routing, auth, reply, request_input};
@@ -151,10 +151,18 @@ async fn serve(
         .is_some_and(|a| a.kind == AuthType::Bearer);
     let input = request_input(&method, &path, &uri, &headers, &body, hide_authorization);
     drop(body);
-    let accepted = submit(&state, script, &input).await?;
+    // A 202 promises a record; a sync reply leaves after the run's one
+    // write has committed (docs/api.md, "When a run is recorded").
+    let run_async = wants_async(&uri, &headers);
+    let record = if run_async {
+        Record::First
+    } else {
+        Record::AtEnd
+    };
+    let accepted = submit(&state, script, &input, record).await?;
     drop(input);
     let id_header = HeaderValue::from_str(accepted.execution_id.as_str()).expect("ids are ASCII");
-    let mut response = if wants_async(&uri, &headers) {
+    let mut response = if run_async {
         let body = AcceptedView {
             execution_id: accepted.execution_id,
         };
@@ -246,8 +254,13 @@ async fn submit(
     state: &AppState,
     script: std::sync::Arc<ScriptRecord>,
     input: &Value,
+    record: Record,
 ) -> Result<Accepted, AppError> {
-    match state.exec.submit(script, Trigger::Webhook, input, 0).await {
+    match state
+        .exec
+        .submit(script, Trigger::Webhook, input, 0, record)
+        .await
+    {
         Ok(accepted) => Ok(accepted),
         Err(SubmitError::Busy(busy)) => {
             rejected(state, "tenant_busy");
@@ -288,10 +301,20 @@ fn query_flag(uri: &Uri, name: &str) -> bool {
 
 /// Waits for the run (up to `webhooks.sync_timeout_ms`, else 504) and
 /// answers with its result, its error (500) or its own checked `Response`.
-async fn sync_reply(state: &AppState, accepted: Accepted) -> Result<Response, AppError> {
+async fn sync_reply(state: &AppState, mut accepted: Accepted) -> Result<Response, AppError> {
     let wait = Duration::from_millis(state.webhooks.sync_timeout_ms);
-    let executed = match tokio::time::timeout(wait, accepted.done).await {
+    let executed = match tokio::time::timeout(wait, &mut accepted.done).await {
         Err(_) => {
+            // The reply names the execution, so it must exist first.
+            if let Err(error) = accepted.record_now().await {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "recording a webhook call failed"
+                );
+                return Err(AppError::Unavailable(
+                    "the call could not be recorded".into(),
+                ));
+            }
             let message = format!(
                 "the script did not finish within {} ms; execution {} goes on and will be recorded",
                 state.webhooks.sync_timeout_ms, accepted.execution_id

@@ -45,7 +45,8 @@ pub struct NewExecution {
     pub script_id: ScriptId,
     pub script_version: i64,
     pub trigger_type: Trigger,
-    pub input: String,
+    /// JSON text; shared with the run that reads it.
+    pub input: std::sync::Arc<str>,
     pub attempt: i64,
     pub node_id: String,
     pub scheduled_for: Option<i64>,
@@ -87,13 +88,6 @@ impl Db {
         self.insert_execution_as(new, ExecutionStatus::Queued).await
     }
 
-    /// Records a run that starts now as `running`: one write instead of
-    /// `insert_execution` then `start_execution`.
-    pub async fn insert_running_execution(&self, new: &NewExecution) -> StoreResult<()> {
-        self.insert_execution_as(new, ExecutionStatus::Running)
-            .await
-    }
-
     async fn insert_execution_as(
         &self,
         new: &NewExecution,
@@ -107,7 +101,7 @@ impl Db {
         on_pool!(self, pool => {
             sqlx::query(sql)
                 .bind(&new.id).bind(&new.tenant_id).bind(&new.script_id).bind(new.script_version)
-                .bind(new.trigger_type).bind(&new.input).bind(new.attempt).bind(&new.node_id)
+                .bind(new.trigger_type).bind(&*new.input).bind(new.attempt).bind(&new.node_id)
                 .bind(now).bind(new.scheduled_for).bind(status).bind(started_at)
                 .execute(pool).await.map(|r| r.rows_affected())
         })?;
@@ -180,7 +174,11 @@ impl Db {
         })
     }
 
-    pub async fn execution(&self, tenant_id: &TenantId, id: &ExecutionId) -> StoreResult<ExecutionRecord> {
+    pub async fn execution(
+        &self,
+        tenant_id: &TenantId,
+        id: &ExecutionId,
+    ) -> StoreResult<ExecutionRecord> {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as::<_, ExecutionRecord>(&sql).bind(tenant_id).bind(id).fetch_one(pool).await

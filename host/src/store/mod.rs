@@ -13,6 +13,7 @@ mod schedule;
 mod scripts;
 mod stats;
 mod tenants;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use schedule::{
 pub use scripts::{NewScript, ScriptRecord};
 pub use stats::{MinuteStats, TenantStats};
 pub use tenants::{Tenant, hash_api_key, new_api_key, validate_name as tenants_validate_name};
+pub use writer::Writer;
 
 /// `[database]`: where data lives and how many connections to keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -293,7 +293,11 @@ impl Db {
 
     /// Sets a script's next fire time (after a save, or in tests to stand
     /// for time passing while no node ran).
-    pub async fn set_next_run(&self, script_id: &ScriptId, next_run_at: Option<i64>) -> StoreResult<()> {
+    pub async fn set_next_run(
+        &self,
+        script_id: &ScriptId,
+        next_run_at: Option<i64>,
+    ) -> StoreResult<()> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE scripts SET next_run_at = $2 WHERE id = $1")
                 .bind(script_id).bind(next_run_at).execute(pool).await.map(|_| ())

@@ -202,12 +202,4 @@ impl Db {
         })
         .map_err(Into::into)
     }
-
-    pub async fn mark_script_executed(&self, id: &ScriptId, at: i64) -> StoreResult<()> {
-        on_pool!(self, pool => {
-            sqlx::query("UPDATE scripts SET last_executed_at = $2 WHERE id = $1")
-                .bind(id).bind(at).execute(pool).await.map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
 }

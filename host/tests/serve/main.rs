@@ -1,10 +1,11 @@
 //! Tests of the `scriptbox` binary itself, one test binary: commands,
-//! `serve` processes (shutdown, recovery, a cluster of nodes, logs),
-//! Prometheus and Chromium against a live node.
+//! `serve` processes (shutdown, recovery, a crash under load, a cluster of
+//! nodes, logs), Prometheus and Chromium against a live node.
 
 mod cli;
 mod cluster;
 mod common;
+mod crash;
 mod dashboard;
 mod isolation_browser;
 mod prometheus;

@@ -13,3 +13,4 @@ mod sandbox_fuel_budgets;
 mod sandbox_limits;
 mod scheduler;
 mod webhooks;
+mod writer;

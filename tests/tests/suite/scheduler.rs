@@ -279,7 +279,11 @@ async fn a_missed_occurrence_runs_once_then_the_schedule_resumes(url: String) {
     // three hours old, and three more occurrences have passed since.
     let now = scriptbox::store::now_ms();
     let missed = now - now.rem_euclid(3_600_000) - 3 * 3_600_000;
-    node.exec.db().set_next_run(&id.into(), Some(missed)).await.unwrap();
+    node.exec
+        .db()
+        .set_next_run(&id.into(), Some(missed))
+        .await
+        .unwrap();
     let runs = wait_for(&node, &key, id, Duration::from_secs(20), |items| {
         items.iter().any(|e| e["status"] == "completed")
     })

@@ -1,0 +1,183 @@
+//! The writer of run records (group commit, docs/api.md): concurrent
+//! writes share transactions, yet each caller gets its own write's result,
+//! and one bad write fails only its own caller. On SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use scriptbox::model::{ExecutionId, ExecutionStatus, FailureKind, Trigger};
+use scriptbox::store::{
+    DatabaseConfig, Db, FinishedRun, NewExecution, NewScript, StoreError, Writer,
+};
+
+scriptbox_tests::on_both_backends!(
+    concurrent_writes_each_get_their_own_result,
+    a_bad_write_fails_only_its_own_caller,
+);
+
+async fn open(url: &str) -> Db {
+    let config = DatabaseConfig {
+        url: url.to_owned(),
+        ..Default::default()
+    };
+    Db::open(&config).await.unwrap()
+}
+
+/// A tenant with one manual script; the script's row.
+async fn script(db: &Db) -> scriptbox::store::ScriptRecord {
+    let (tenant, _) = db.create_tenant("acme").await.unwrap();
+    let new = NewScript {
+        name: "s".into(),
+        source: "export default () => 1".into(),
+        trigger_type: Trigger::Manual,
+        schedule: None,
+        timezone: None,
+        webhook_path: None,
+        enabled: true,
+        limits: "{}".into(),
+        rate_limit: None,
+        webhook_auth: None,
+        webhook_methods: None,
+        max_retries: 0,
+        retry_delay_ms: 1000,
+        next_run_at: None,
+    };
+    db.create_script(&tenant.id, &new).await.unwrap()
+}
+
+fn new_run(script: &scriptbox::store::ScriptRecord, n: usize) -> NewExecution {
+    NewExecution {
+        id: ExecutionId::generate(),
+        tenant_id: script.tenant_id.clone(),
+        script_id: script.id.clone(),
+        script_version: script.version,
+        trigger_type: Trigger::Manual,
+        input: format!("{{\"n\":{n}}}").into(),
+        attempt: 0,
+        node_id: "node".into(),
+        scheduled_for: None,
+    }
+}
+
+fn finished(n: usize) -> FinishedRun {
+    let even = n.is_multiple_of(2);
+    FinishedRun {
+        status: if even {
+            ExecutionStatus::Completed
+        } else {
+            ExecutionStatus::Failed
+        },
+        output: even.then(|| n.to_string()),
+        error_type: (!even).then_some(FailureKind::JsError),
+        error_message: (!even).then(|| format!("run {n} failed")),
+        error_stack: None,
+        logs: "[]".into(),
+        duration_ms: n as i64,
+        fuel_used: 1000 + n as i64,
+        memory_peak_bytes: 65536,
+        cpu_time_us: 10,
+    }
+}
+
+async fn concurrent_writes_each_get_their_own_result(url: String) {
+    let db = open(&url).await;
+    let script = Arc::new(script(&db).await);
+    let writer = Writer::spawn(db.clone());
+    // 200 runs at once: half opened, run and finished; half recorded once
+    // at their end.
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let (writer, script) = (writer.clone(), script.clone());
+            tokio::spawn(async move {
+                let new = new_run(&script, n);
+                let id = new.id.clone();
+                let status = if n < 100 {
+                    writer.open(new, ExecutionStatus::Running).await.unwrap();
+                    writer
+                        .finish(id.clone(), script.id.clone(), finished(n), None)
+                        .await
+                        .unwrap()
+                } else {
+                    let now = scriptbox::store::now_ms();
+                    writer
+                        .complete(new, now - 5, now - 3, finished(n))
+                        .await
+                        .unwrap()
+                };
+                (n, id, status)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (n, id, status) = task.await.unwrap();
+        assert_eq!(status, finished(n).status);
+        let stored = db.execution(&script.tenant_id, &id).await.unwrap();
+        assert_eq!(stored.status, finished(n).status, "run {n}");
+        assert_eq!(stored.input, format!("{{\"n\":{n}}}"));
+        assert_eq!(stored.duration_ms, Some(n as i64));
+        assert_eq!(stored.output, finished(n).output);
+        assert_eq!(stored.error_message, finished(n).error_message);
+        assert!(stored.started_at.is_some() && stored.finished_at.is_some());
+        assert!(stored.started_at <= stored.finished_at, "{stored:?}");
+    }
+    // Written once per batch, to the latest run's end.
+    let stored = db.script(&script.tenant_id, &script.id).await.unwrap();
+    assert!(stored.last_executed_at.is_some());
+}
+
+async fn a_bad_write_fails_only_its_own_caller(url: String) {
+    let db = open(&url).await;
+    let script = Arc::new(script(&db).await);
+    let writer = Writer::spawn(db.clone());
+    let first = new_run(&script, 0);
+    writer
+        .open(first.clone(), ExecutionStatus::Queued)
+        .await
+        .unwrap();
+    // Fifty writes at once, one of them a second row with the first's id:
+    // that one fails, the others are committed.
+    let tasks: Vec<_> = (1..=50)
+        .map(|n| {
+            let (writer, script) = (writer.clone(), script.clone());
+            let mut new = new_run(&script, n);
+            if n == 25 {
+                new.id = first.id.clone();
+            }
+            tokio::spawn(async move {
+                let id = new.id.clone();
+                let result = writer.open(new, ExecutionStatus::Queued).await;
+                (n, id, result)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (n, id, result) = task.await.unwrap();
+        if n == 25 {
+            assert!(result.is_err(), "a duplicate id must fail");
+        } else {
+            result.unwrap();
+            let stored = db.execution(&script.tenant_id, &id).await.unwrap();
+            assert_eq!(stored.status, ExecutionStatus::Queued);
+        }
+    }
+    // The first row is as it was.
+    let stored = db.execution(&script.tenant_id, &first.id).await.unwrap();
+    assert_eq!(stored.input, first.input.as_ref());
+
+    // A start finds only queued rows; a finish changes only open rows.
+    writer.start(first.id.clone()).await.unwrap();
+    assert!(matches!(
+        writer.start(first.id.clone()).await,
+        Err(StoreError::NotFound)
+    ));
+    writer
+        .finish(first.id.clone(), script.id.clone(), finished(0), None)
+        .await
+        .unwrap();
+    writer
+        .finish(first.id.clone(), script.id.clone(), finished(1), None)
+        .await
+        .unwrap();
+    let stored = db.execution(&script.tenant_id, &first.id).await.unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Completed);
+    assert_eq!(stored.output.as_deref(), Some("0"));
+}
