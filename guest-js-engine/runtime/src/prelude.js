@@ -1,4 +1,5 @@
-// The globals of SPEC section 4, built on the native functions in `host`.
+// The globals of the script contract (docs/sandbox.md, "Globals"), built on
+// the native functions in `host`.
 //
 // Evaluated once while the engine is pre-initialised (Wizer), so it costs
 // nothing per run. The expression's value is an object of internal helpers
