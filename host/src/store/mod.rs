@@ -136,6 +136,36 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
+/// `(…), (…), …`: `rows` rows of `columns` parameters for a multi-row
+/// `VALUES`, numbered from `$1` on PostgreSQL and anonymous `?` on SQLite,
+/// where binding numbered parameters looks each name up in a list (a cost
+/// that grows with the square of the parameters in a statement).
+pub(crate) fn values_rows(db: &Db, rows: usize, columns: usize) -> String {
+    values_list(matches!(db, Db::Postgres(_)), rows, columns)
+}
+
+fn values_list(numbered: bool, rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            if numbered {
+                sql.push_str(&format!("${}", row * columns + column + 1));
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Whether an error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
@@ -231,4 +261,15 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values_list;
+
+    #[test]
+    fn values_lists_number_every_parameter_once_or_leave_them_anonymous() {
+        assert_eq!(values_list(true, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_list(false, 2, 2), "(?, ?), (?, ?)");
+    }
 }

@@ -203,31 +203,54 @@ impl Db {
             let open: std::collections::HashSet<ScriptId> =
                 open_query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();
 
-            let mut claims = Vec::with_capacity(due.len());
-            for script in due {
-                let plan = plan(&script);
-                sqlx::query("UPDATE scripts SET next_run_at = $2 WHERE id = $1")
-                    .bind(&script.id).bind(plan.next_run_at)
-                    .execute(&mut *tx).await?;
-                let mut execution_id = None;
-                if !open.contains(&script.id) {
-                    let id = ExecutionId::generate();
-                    let inserted = sqlx::query(
-                        "INSERT INTO executions (id, tenant_id, script_id, script_version, \
-                         trigger_type, status, input, logs, attempt, node_id, queued_at, \
-                         scheduled_for) \
-                         VALUES ($1, $2, $3, $4, 'scheduled', 'queued', $5, '[]', 0, $6, $7, $8) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&id).bind(&script.tenant_id).bind(&script.id).bind(script.version)
-                    .bind(plan.input.to_string()).bind(node_id).bind(now)
-                    .bind(script.next_run_at)
-                    .execute(&mut *tx).await?
-                    .rows_affected();
-                    if inserted == 1 {
-                        execution_id = Some(id);
-                    }
+            // Every next fire time in one statement, every new execution
+            // in another (one row per script whose previous run is done).
+            let plans: Vec<Plan> = due.iter().map(&plan).collect();
+            let move_sql = format!(
+                "UPDATE scripts SET next_run_at = v.column2 FROM (VALUES {}) AS v \
+                 WHERE scripts.id = v.column1",
+                super::values_rows(self, due.len(), 2)
+            );
+            let mut moved = sqlx::query(&move_sql);
+            for (script, plan) in due.iter().zip(&plans) {
+                moved = moved.bind(&script.id).bind(plan.next_run_at);
+            }
+            moved.execute(&mut *tx).await?;
+            let fresh: Vec<(usize, ExecutionId)> = due
+                .iter()
+                .enumerate()
+                .filter(|(_, script)| !open.contains(&script.id))
+                .map(|(i, _)| (i, ExecutionId::generate()))
+                .collect();
+            let mut inserted = std::collections::HashSet::new();
+            if !fresh.is_empty() {
+                // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a
+                // join's `ON`.
+                let sql = format!(
+                    "INSERT INTO executions (id, tenant_id, script_id, script_version, input, \
+                     scheduled_for, node_id, queued_at, trigger_type, status, logs, attempt) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, \
+                     column8, 'scheduled', 'queued', '[]', 0 FROM (VALUES {}) AS v \
+                     WHERE true ON CONFLICT DO NOTHING RETURNING id",
+                    super::values_rows(self, fresh.len(), 8)
+                );
+                let mut insert = sqlx::query_as::<_, (ExecutionId,)>(&sql);
+                for (i, id) in &fresh {
+                    let script = &due[*i];
+                    insert = insert
+                        .bind(id).bind(&script.tenant_id).bind(&script.id).bind(script.version)
+                        .bind(plans[*i].input.to_string()).bind(script.next_run_at)
+                        .bind(node_id).bind(now);
                 }
+                inserted = insert.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();
+            }
+            let mut ids = fresh.into_iter().peekable();
+            let mut claims = Vec::with_capacity(due.len());
+            for (i, (script, plan)) in due.into_iter().zip(plans).enumerate() {
+                let execution_id = match ids.peek() {
+                    Some((at, _)) if *at == i => ids.next().map(|(_, id)| id).filter(|id| inserted.contains(id)),
+                    _ => None,
+                };
                 claims.push(Claim { script, execution_id, input: plan.input });
             }
             tx.commit().await?;

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::executions::{FinishedRun, NewExecution};
 use super::schedule::{RetryPolicy, follow_up};
-use super::{Db, StoreError, StoreResult, now_ms, on_pool};
+use super::{Db, StoreError, StoreResult, now_ms, on_pool, values_rows};
 use crate::model::{ExecutionId, ExecutionStatus, ScriptId};
 
 /// Writes waiting beyond this make callers wait to send (backpressure).
@@ -301,7 +301,10 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
     let inserts: Vec<&Write> = writes.iter().copied().filter(|w| w.is_insert()).collect();
     let insert_sql: Vec<String> = inserts
         .chunks(ROWS_PER_INSERT)
-        .map(|chunk| insert_statement(matches!(db, Db::Postgres(_)), chunk.len()))
+        .map(|chunk| {
+            let rows = values_rows(db, chunk.len(), COLUMN_COUNT);
+            format!("INSERT INTO executions ({COLUMNS}) VALUES {rows}")
+        })
         .collect();
     let mut executed: HashMap<&ScriptId, i64> = HashMap::new();
     for write in writes {
@@ -370,45 +373,12 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
     })
 }
 
-/// `INSERT INTO executions (...) VALUES (...), ...` for `rows` rows, with
-/// `$N` parameters when `numbered` (PostgreSQL). SQLite gets anonymous `?`
-/// parameters: binding to numbered ones looks each name
-/// up in a list, which costs the square of the parameters per statement.
-fn insert_statement(numbered: bool, rows: usize) -> String {
-    let mut sql = format!("INSERT INTO executions ({COLUMNS}) VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..COLUMN_COUNT {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            if numbered {
-                sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1));
-            } else {
-                sql.push('?');
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn insert_statement_has_a_parameter_per_column_and_row() {
-        let sql = insert_statement(true, 2);
-        assert!(sql.contains("($1, $2,"), "{sql}");
-        assert!(sql.contains("$23), ($24,"), "{sql}");
-        assert!(sql.ends_with("$46)"), "{sql}");
-        let sql = insert_statement(false, 3);
-        assert_eq!(sql.matches('?').count(), 3 * COLUMN_COUNT, "{sql}");
-        assert!(!sql.contains('$'), "{sql}");
+    fn the_insert_has_a_parameter_per_column() {
         assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
     }
 }
