@@ -22,6 +22,11 @@ bench:
 bench-schedule:
     cargo bench -p scriptbox-benches --bench schedule
 
+# 1,000 scripts on `@every 1s` on one node: how late runs start, and none
+# missing (SCRIPTBOX_BENCH_DATABASE=postgres for PostgreSQL).
+bench-schedule-lag:
+    cargo bench -p scriptbox-benches --bench schedule_lag
+
 # Webhook requests/s and latency against a constant axum handler, with wrk.
 bench-webhooks:
     command -v wrk >/dev/null || sudo apt-get install -y wrk
