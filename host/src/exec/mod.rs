@@ -358,16 +358,17 @@ impl ExecutionService {
         self.gate.admit(tenant_id.as_str())
     }
 
-    /// The row of a run of `script` on this node.
+    /// The row of run `id` of `script` on this node.
     fn new_execution(
         &self,
+        id: ExecutionId,
         script: &ScriptRecord,
         trigger: Trigger,
         input: Arc<str>,
         attempt: i64,
     ) -> NewExecution {
         NewExecution {
-            id: ExecutionId::generate(),
+            id,
             tenant_id: script.tenant_id.clone(),
             script_id: script.id.clone(),
             script_version: script.version,
@@ -397,7 +398,8 @@ impl ExecutionService {
         let admission = self.admit(&script.tenant_id)?;
         // Counted from now, waiting included, so shutdown waits for it.
         let in_flight = InFlightGuard::new(&self.in_flight);
-        let new = self.new_execution(&script, trigger, input.to_string().into(), attempt);
+        let id = ExecutionId::generate();
+        let new = self.new_execution(id, &script, trigger, input.to_string().into(), attempt);
         let execution_id = new.id.clone();
         if record == Record::AtEnd {
             let held = match &admission {
@@ -587,17 +589,7 @@ impl ExecutionService {
             Some(input) => input.into(),
             None => self.db.execution_by_id(execution_id).await?.input.into(),
         };
-        let run = NewExecution {
-            id: execution_id.clone(),
-            tenant_id: script.tenant_id.clone(),
-            script_id: script.id.clone(),
-            script_version: script.version,
-            trigger_type: trigger,
-            input,
-            attempt,
-            node_id: self.node_id.to_string(),
-            scheduled_for: None,
-        };
+        let run = self.new_execution(execution_id.clone(), script, trigger, input, attempt);
         self.run_started(slot, &run, script, Row::Open)
             .await
             .map(Some)
