@@ -6,8 +6,9 @@
 //!   pooled instance, limits, teardown): p50/p99 latency, and runs/s on 1 and
 //!   2 worker threads;
 //! - the same script under Node.js, a fresh `vm` context per run;
-//! - fib(25) in the sandbox, in Node.js and in native QuickJS (rquickjs);
-//!   and the ratios between them.
+//! - fib(25) in the sandbox, in the sandbox with fuel metering off (to show
+//!   metering's share), in Node.js and in native QuickJS (rquickjs); and the
+//!   ratios between them.
 //!
 //! `SCRIPTBOX_BENCH_RUNS` sets the number of latency samples (default 20000).
 //!
@@ -42,14 +43,17 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-fn start_sandbox() -> Result<Sandbox> {
-    let config = SandboxConfig {
+fn bench_config() -> SandboxConfig {
+    SandboxConfig {
         pool_min: 8,
         pool_max: 16,
         ..SandboxConfig::default()
-    };
+    }
+}
+
+fn start_sandbox() -> Result<Sandbox> {
     Sandbox::start(
-        config,
+        bench_config(),
         FetchConfig::default(),
         Arc::new(MemoryKv::default()),
     )
@@ -132,9 +136,19 @@ fn sandbox_throughput(threads: usize) -> Result<f64> {
     })
 }
 
-fn sandbox_fib() -> Result<f64> {
+/// fib's median time in the sandbox; `metered: false` turns fuel metering
+/// off (a bench figure only: serving always meters).
+fn sandbox_fib(metered: bool) -> Result<f64> {
     runtime(1).block_on(async {
-        let sandbox = start_sandbox()?;
+        let sandbox = if metered {
+            start_sandbox()?
+        } else {
+            Sandbox::start_unmetered(
+                bench_config(),
+                FetchConfig::default(),
+                Arc::new(MemoryKv::default()),
+            )?
+        };
         let bytecode = sandbox.compile(FIB).await?;
         let limits = RunLimits {
             fuel: 40_000_000_000,
@@ -231,7 +245,8 @@ fn main() -> Result<()> {
     let node_p99 = node_trivial["p99_us"].as_f64().unwrap_or(f64::NAN);
     let node_rate = node_trivial["runs_per_s"].as_f64().unwrap_or(f64::NAN);
 
-    let fib_sandbox = sandbox_fib()?;
+    let fib_sandbox = sandbox_fib(true)?;
+    let fib_unmetered = sandbox_fib(false)?;
     let fib_native = native_quickjs_fib()?;
     let fib_node = node(&["fib", &FIB_N.to_string(), &FIB_REPEATS.to_string()])?["median_ms"]
         .as_f64()
@@ -268,8 +283,13 @@ fn main() -> Result<()> {
     println!("fib({FIB_N}), median of {FIB_REPEATS}:");
     println!("  sandbox            {fib_sandbox:>8.2} ms");
     println!(
-        "  native quickjs     {fib_native:>8.2} ms  (sandbox is {:.2}x)",
-        fib_sandbox / fib_native
+        "  sandbox, no fuel   {fib_unmetered:>8.2} ms  (metering is {:.0}% of the metered time)",
+        (fib_sandbox - fib_unmetered) / fib_sandbox * 100.0
+    );
+    println!(
+        "  native quickjs     {fib_native:>8.2} ms  (sandbox is {:.2}x; without fuel {:.2}x)",
+        fib_sandbox / fib_native,
+        fib_unmetered / fib_native
     );
     println!(
         "  node               {fib_node:>8.2} ms  (sandbox is {:.2}x)",

@@ -30,6 +30,9 @@ pub struct EngineLimits {
     pub instance_slots: u32,
     /// The largest memory cap any run may have, in MiB.
     pub max_memory_mb: u32,
+    /// Whether guests consume fuel. Always on when serving: fuel is a run's
+    /// CPU budget. Off only to measure what metering costs.
+    pub meter_fuel: bool,
 }
 
 /// Builds the engine: Cranelift, fuel, epochs, async, and the pooling
@@ -66,7 +69,7 @@ pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
     config
         .wasm_component_model(true)
         .cranelift_opt_level(OptLevel::Speed)
-        .consume_fuel(true)
+        .consume_fuel(limits.meter_fuel)
         .epoch_interruption(true)
         .memory_init_cow(true)
         // QuickJS-ng has no stack check on WASI, so this is what stops

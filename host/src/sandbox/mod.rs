@@ -353,6 +353,7 @@ pub struct Sandbox {
     compiled: Cache<(String, i64), Arc<Bytecode>>,
     config: Arc<SandboxConfig>,
     compile_cache: CompileCacheCounters,
+    meter_fuel: bool,
 }
 
 /// Lookups of the compile cache, for metrics.
@@ -383,10 +384,32 @@ impl Sandbox {
     /// Builds the engine, loads the guest and starts the pool. `db` backs
     /// `sdk.db`. Must be called inside a tokio runtime.
     pub fn start(config: SandboxConfig, fetch: FetchConfig, db: Arc<dyn KvStore>) -> Result<Self> {
+        Self::start_with(config, fetch, db, true)
+    }
+
+    /// [`Sandbox::start`] with fuel metering off: runs have no CPU budget,
+    /// only their deadline. For measuring what metering costs
+    /// (`cargo bench --bench sandbox`), never for serving.
+    #[doc(hidden)]
+    pub fn start_unmetered(
+        config: SandboxConfig,
+        fetch: FetchConfig,
+        db: Arc<dyn KvStore>,
+    ) -> Result<Self> {
+        Self::start_with(config, fetch, db, false)
+    }
+
+    fn start_with(
+        config: SandboxConfig,
+        fetch: FetchConfig,
+        db: Arc<dyn KvStore>,
+        meter_fuel: bool,
+    ) -> Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let engine = engine::build_engine(engine::EngineLimits {
             instance_slots: ((config.pool_max + pool::COMPILE_SLOTS) as u32) * 3 + 4,
             max_memory_mb: config.max_memory_mb,
+            meter_fuel,
         })?;
         let artifact_dir = config
             .artifact_dir
@@ -403,6 +426,7 @@ impl Sandbox {
             &component,
             services,
             (config.max_memory_mb as usize) << 20,
+            meter_fuel,
             config.pool_min,
             config.pool_max,
         )?;
@@ -411,6 +435,7 @@ impl Sandbox {
             compiled: Cache::new(config.compile_cache_size),
             config: Arc::new(config),
             compile_cache: CompileCacheCounters::default(),
+            meter_fuel,
         })
     }
 
@@ -436,7 +461,7 @@ impl Sandbox {
         let limits = self.config.default_limits();
         let mut lease = self.lease(pool::Purpose::Compile).await?;
         let (store, bindings) = lease.parts();
-        prepare(store, &limits, String::new())?;
+        prepare(store, &limits, String::new(), self.meter_fuel)?;
         let call = bindings
             .scriptbox_sandbox_engine()
             .call_compile(&mut *store, source);
@@ -502,7 +527,7 @@ impl Sandbox {
         let waited = lease.waited;
         let limits = request.limits;
         let (store, bindings) = lease.parts();
-        if let Err(failure) = prepare(store, &limits, request.tenant) {
+        if let Err(failure) = prepare(store, &limits, request.tenant, self.meter_fuel) {
             return RunOutcome {
                 result: Err(failure),
                 logs: Vec::new(),
@@ -545,7 +570,10 @@ impl Sandbox {
             Ok(Err(trap)) => Err(classify_trap(store, trap)),
             Err(_) => Err(timeout_failure(&limits)),
         };
-        let fuel_left = store.get_fuel().unwrap_or(0);
+        let fuel_left = match self.meter_fuel {
+            true => store.get_fuel().unwrap_or(0),
+            false => limits.fuel,
+        };
         let mut run = std::mem::replace(
             &mut store.data_mut().run,
             RunState::new(String::new(), Duration::ZERO, Default::default()),
@@ -577,10 +605,13 @@ fn prepare(
     store: &mut wasmtime::Store<host_api::HostState>,
     limits: &RunLimits,
     tenant: String,
+    meter_fuel: bool,
 ) -> Result<(), RunFailure> {
-    store
-        .set_fuel(limits.fuel)
-        .map_err(|e| RunFailure::new(ErrorKind::Internal, e.to_string()))?;
+    if meter_fuel {
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| RunFailure::new(ErrorKind::Internal, e.to_string()))?;
+    }
     store.set_epoch_deadline(1);
     let state = store.data_mut();
     state.limiter.set_cap(limits.memory_bytes());

@@ -63,6 +63,8 @@ pub struct SandboxPool {
     pre: ScriptRuntimePre<HostState>,
     services: Arc<HostServices>,
     max_memory_bytes: usize,
+    /// Whether the engine meters fuel (see `EngineLimits::meter_fuel`).
+    meter_fuel: bool,
     min: usize,
     max: usize,
     permits: Arc<Semaphore>,
@@ -121,6 +123,7 @@ impl SandboxPool {
         component: &Component,
         services: Arc<HostServices>,
         max_memory_bytes: usize,
+        meter_fuel: bool,
         min: usize,
         max: usize,
     ) -> Result<Arc<Self>> {
@@ -152,6 +155,7 @@ impl SandboxPool {
             pre,
             services,
             max_memory_bytes,
+            meter_fuel,
             min,
             max,
             permits: Arc::new(Semaphore::new(max)),
@@ -237,7 +241,9 @@ impl SandboxPool {
         store.limiter(|state| &mut state.limiter);
         // Instantiation runs the adapter's start-up code; the run's own fuel
         // is set when the instance is leased.
-        store.set_fuel(u64::MAX)?;
+        if self.meter_fuel {
+            store.set_fuel(u64::MAX)?;
+        }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let run = &mut cx.data_mut().run;
