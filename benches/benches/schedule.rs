@@ -19,16 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use scriptbox::cron::{Location, Time};
 use scriptbox::store::Db;
+use scriptbox_benches::env_usize;
 
 const ROUNDS: usize = 5;
 const BATCH: i64 = 200;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

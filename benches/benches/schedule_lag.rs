@@ -12,19 +12,13 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use scriptbox::config::Config;
 use scriptbox::scripts::ScriptChange;
 use scriptbox::store::Db;
+use scriptbox_benches::env_usize;
 
 const TENANTS: usize = 10;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `(started_at - scheduled_for, script_id)` of the first attempts fired in
 /// `[from, to)`.
@@ -65,16 +59,8 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     runtime.block_on(async {
         let mut config = Config::load(None, std::env::vars())?;
-        let scratch = if std::env::var("SCRIPTBOX_BENCH_DATABASE").as_deref() == Ok("postgres") {
-            let scratch = scriptbox_benches::ScratchPostgres::create("lag")
-                .await?
-                .context("SCRIPTBOX_BENCH_DATABASE=postgres needs SCRIPTBOX_TEST_POSTGRES_URL")?;
-            config.database.url = scratch.url.clone();
-            Some(scratch)
-        } else {
-            config.database.url = format!("sqlite://{}", dir.join("lag.db").display());
-            None
-        };
+        let (url, scratch) = scriptbox_benches::bench_database("lag", &dir).await?;
+        config.database.url = url;
         config.scheduler.enabled = true;
         let label = if scratch.is_some() {
             "postgres"

@@ -135,16 +135,8 @@ fn main() -> Result<()> {
         // SCRIPTBOX_SANDBOX_TENANT_MAX_CONCURRENT=16 lets the one bench tenant
         // use the whole pool); the database is always a fresh one.
         let mut config = Config::load(None, std::env::vars())?;
-        let scratch = if std::env::var("SCRIPTBOX_BENCH_DATABASE").as_deref() == Ok("postgres") {
-            let scratch = scriptbox_benches::ScratchPostgres::create("hooks")
-                .await?
-                .context("SCRIPTBOX_BENCH_DATABASE=postgres needs SCRIPTBOX_TEST_POSTGRES_URL")?;
-            config.database.url = scratch.url.clone();
-            Some(scratch)
-        } else {
-            config.database.url = format!("sqlite://{}", dir.join("hooks.db").display());
-            None
-        };
+        let (url, scratch) = scriptbox_benches::bench_database("hooks", &dir).await?;
+        config.database.url = url;
         config.scheduler.enabled = false;
         if let Ok(n) = std::env::var("SCRIPTBOX_BENCH_DB_CONNECTIONS") {
             config.database.max_connections = n.parse()?;

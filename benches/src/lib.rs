@@ -3,6 +3,31 @@
 use anyhow::{Context, Result};
 use sqlx::Connection;
 
+/// A whole-number setting of a bench from the environment, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The database a bench's node runs on: a fresh PostgreSQL database when
+/// `SCRIPTBOX_BENCH_DATABASE=postgres` (returned too, to be dropped at the
+/// end), else a new SQLite file `{label}.db` in `dir`.
+pub async fn bench_database(
+    label: &str,
+    dir: &std::path::Path,
+) -> Result<(String, Option<ScratchPostgres>)> {
+    if std::env::var("SCRIPTBOX_BENCH_DATABASE").as_deref() != Ok("postgres") {
+        let url = format!("sqlite://{}", dir.join(format!("{label}.db")).display());
+        return Ok((url, None));
+    }
+    let scratch = ScratchPostgres::create(label)
+        .await?
+        .context("SCRIPTBOX_BENCH_DATABASE=postgres needs SCRIPTBOX_TEST_POSTGRES_URL")?;
+    Ok((scratch.url.clone(), Some(scratch)))
+}
+
 /// A PostgreSQL database made for one bench run on the server of
 /// `SCRIPTBOX_TEST_POSTGRES_URL`, and dropped by [`ScratchPostgres::drop_now`].
 pub struct ScratchPostgres {

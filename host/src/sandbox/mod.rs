@@ -570,9 +570,11 @@ impl Sandbox {
             Ok(Err(trap)) => Err(classify_trap(store, trap)),
             Err(_) => Err(timeout_failure(&limits)),
         };
-        let fuel_left = match self.meter_fuel {
-            true => store.get_fuel().unwrap_or(0),
-            false => limits.fuel,
+        // Unmetered, a run reports no fuel used.
+        let fuel_left = if self.meter_fuel {
+            store.get_fuel().unwrap_or(0)
+        } else {
+            limits.fuel
         };
         let mut run = std::mem::replace(
             &mut store.data_mut().run,
