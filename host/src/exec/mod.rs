@@ -21,8 +21,8 @@ use crate::model::{ExecutionId, ExecutionStatus, FailureKind, TenantId};
 use crate::sandbox::{CompileFailure, RunContext, RunFailure, RunOutcome, RunRequest, Sandbox};
 use crate::settings::ScriptSettings;
 use crate::store::{
-    Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, RetryPolicy, ScriptRecord,
-    StoreError, StoreResult, Writer,
+    Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, Pending, RetryPolicy,
+    ScriptRecord, StoreError, StoreResult, Writer,
 };
 use tracing::Instrument;
 
@@ -119,9 +119,13 @@ impl Unwritten {
     }
 }
 
-/// Where a run's result goes: its row, written already, or not yet.
+/// Where a run's result goes: its row, written already, being moved to
+/// `running`, or not written yet.
 enum Row {
     Open,
+    /// The start was queued with the writer; `NotFound` from it means the
+    /// row was closed before it (the result is then not stored).
+    Starting(Pending),
     Unwritten(Arc<Unwritten>),
 }
 
@@ -580,19 +584,25 @@ impl ExecutionService {
         input: Option<&str>,
         attempt: i64,
     ) -> StoreResult<Option<Executed>> {
-        match self.writer.start(execution_id.clone()).await {
-            Ok(()) => {}
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(error) => return Err(error),
-        }
+        // The run does not wait for its start to commit while it holds a
+        // slot: the finish waits for it instead (see `Row::Starting`). The
+        // row belongs to this node, so only recovery can close it first, as
+        // it could a moment after the start; the run's result is then not
+        // stored, as with any run recovery closed.
+        let start = self.writer.start_queued(execution_id.clone()).await?;
         let input: Arc<str> = match input {
             Some(input) => input.into(),
             None => self.db.execution_by_id(execution_id).await?.input.into(),
         };
         let run = self.new_execution(execution_id.clone(), script, trigger, input, attempt);
-        self.run_started(slot, &run, script, Row::Open)
+        match self
+            .run_started(slot, &run, script, Row::Starting(start))
             .await
-            .map(Some)
+        {
+            Ok(executed) => Ok(Some(executed)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Runs `run` and stores the result on its row (`row` says whether that
@@ -632,6 +642,21 @@ impl ExecutionService {
         let retry = (trigger == Trigger::Scheduled).then_some(self.retry);
         let status = match row {
             Row::Open => {
+                self.writer
+                    .finish(run.id.clone(), script.id.clone(), finished, retry)
+                    .await?
+            }
+            Row::Starting(start) => {
+                // A start that failed to write leaves the row `queued`; the
+                // finish below closes a queued row just as well.
+                if let Err(StoreError::NotFound) = start.committed().await {
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            "the run's record was closed as it started; its result is not stored"
+                        )
+                    });
+                    return Err(StoreError::NotFound);
+                }
                 self.writer
                     .finish(run.id.clone(), script.id.clone(), finished, retry)
                     .await?

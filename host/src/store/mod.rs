@@ -32,7 +32,7 @@ pub use schedule::{
 pub use scripts::{NewScript, ScriptRecord};
 pub use stats::{MinuteStats, TenantStats};
 pub use tenants::{Tenant, hash_api_key, new_api_key, validate_name as tenants_validate_name};
-pub use writer::Writer;
+pub use writer::{Pending, Writer};
 
 /// `[database]`: where data lives and how many connections to keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,13 +6,12 @@
 //!
 //! Each caller still waits for its own commit: [`Writer`]'s methods return
 //! once the transaction holding their write has committed, with that write's
-//! result. New rows of a batch go in with one multi-row `INSERT`; starts and
-//! finishes are one statement each, in the same transaction; a script's
-//! `last_executed_at` is written once per batch. When a batch fails, its
-//! writes are tried again one transaction each, so one bad write fails only
-//! its own caller.
+//! result. A batch is a few statements whatever its size (see [`commit`]);
+//! a script's `last_executed_at` is written once per batch. When a batch
+//! fails, its writes are tried again one transaction each, so one bad write
+//! fails only its own caller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,14 +102,18 @@ impl Writer {
         Writer { queue }
     }
 
-    async fn send(&self, write: Write) -> StoreResult<ExecutionStatus> {
+    /// Queues `write`; its result comes through the returned [`Pending`].
+    async fn enqueue(&self, write: Write) -> StoreResult<Pending> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Other(anyhow::anyhow!("the run writer has stopped"));
         self.queue
             .send(Queued { write, reply })
             .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+            .map_err(|_| writer_gone())?;
+        Ok(Pending(answer))
+    }
+
+    async fn send(&self, write: Write) -> StoreResult<ExecutionStatus> {
+        self.enqueue(write).await?.committed().await
     }
 
     /// Records an accepted run as `queued`, or as `running` when it starts
@@ -140,8 +143,16 @@ impl Writer {
     /// Moves a queued execution to `running`; `NotFound` when it is no
     /// longer queued (recovery closed it meanwhile).
     pub async fn start(&self, id: ExecutionId) -> StoreResult<()> {
+        self.start_queued(id).await?.committed().await.map(|_| ())
+    }
+
+    /// [`Self::start`] without waiting for the commit: the start is queued
+    /// ahead of anything sent after it (a finish of the same run lands in
+    /// the same or a later transaction), and its result is read from the
+    /// returned [`Pending`].
+    pub async fn start_queued(&self, id: ExecutionId) -> StoreResult<Pending> {
         let at = now_ms();
-        self.send(Write::Start { id, at }).await.map(|_| ())
+        self.enqueue(Write::Start { id, at }).await
     }
 
     /// Stores a run's result on its open row and moves the script's
@@ -187,6 +198,21 @@ impl Writer {
         })
         .await
     }
+}
+
+/// A queued write whose transaction may not have committed yet.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<StoreResult<ExecutionStatus>>);
+
+impl Pending {
+    /// Waits for the write's transaction; the write's result.
+    pub async fn committed(self) -> StoreResult<ExecutionStatus> {
+        self.0.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Other(anyhow::anyhow!("the run writer has stopped"))
 }
 
 /// The writer task: a batch of whatever is queued, one transaction, the
@@ -295,8 +321,26 @@ macro_rules! bind_row {
     }};
 }
 
+/// Rows per multi-row `UPDATE ... FROM (VALUES ...)` of starts and finishes
+/// (at most 12 parameters a row).
+const ROWS_PER_UPDATE: usize = 512;
+
+/// Whether `write` is a finish whose failure is followed up (a retry queued
+/// or the run marked `dead`), which takes statements of its own.
+fn follows_up(write: &Write) -> bool {
+    matches!(write, Write::Finish { run, retry: Some(_), .. } if run.status == ExecutionStatus::Failed)
+}
+
 /// Writes `writes` in one transaction; the result of each, in order. An
 /// `Err` means nothing was committed.
+///
+/// Whatever the batch's size, the statements are few: new rows in multi-row
+/// `INSERT`s, then starts, then finishes, then the scripts' last run times,
+/// each kind as multi-row `UPDATE ... FROM (VALUES ...)`s. On SQLite every
+/// statement is a hop to the connection's thread, so a statement per write
+/// would cost more than the writes. Only finishes that queue a retry take
+/// statements of their own. Writes of one run arrive in order (its start
+/// before its finish), and this order of kinds keeps them so.
 async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<ExecutionStatus>>> {
     let inserts: Vec<&Write> = writes.iter().copied().filter(|w| w.is_insert()).collect();
     let insert_sql: Vec<String> = inserts
@@ -306,6 +350,13 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
             format!("INSERT INTO executions ({COLUMNS}) VALUES {rows}")
         })
         .collect();
+    let starts: Vec<(&ExecutionId, i64)> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Start { id, at } => Some((id, *at)),
+            _ => None,
+        })
+        .collect();
     let mut executed: HashMap<&ScriptId, i64> = HashMap::new();
     for write in writes {
         if let Some((script, at)) = write.executed() {
@@ -313,6 +364,10 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
             *latest = (*latest).max(at);
         }
     }
+    let executed: Vec<(&ScriptId, i64)> = executed.into_iter().collect();
+    let update_sql = |rows: usize, columns: usize, sql: &str| {
+        sql.replace("{rows}", &values_rows(db, rows, columns))
+    };
     let begin = db.begin_write();
     on_pool!(db, pool => {
         let mut tx = pool.begin_with(begin).await?;
@@ -324,51 +379,78 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
             }
             query.execute(&mut *tx).await?;
         }
-        let mut results = Vec::with_capacity(writes.len());
-        for write in writes {
-            let result = match write {
-                Write::Open { status, .. } => Ok(*status),
-                Write::Complete { run, .. } => Ok(run.status),
-                Write::Start { id, at } => {
-                    let started = sqlx::query(
-                        "UPDATE executions SET status = 'running', started_at = $2 \
-                         WHERE id = $1 AND status = 'queued'",
-                    )
-                    .bind(id).bind(at)
-                    .execute(&mut *tx).await?
-                    .rows_affected();
-                    if started == 1 { Ok(ExecutionStatus::Running) } else { Err(StoreError::NotFound) }
-                }
-                Write::Finish { id, run, retry, at, .. } => {
-                    let status = match retry.as_ref().filter(|_| run.status == ExecutionStatus::Failed) {
-                        Some(policy) => follow_up!(&mut *tx, id, *at, policy),
-                        None => run.status,
-                    };
-                    sqlx::query(
-                        "UPDATE executions SET status = $2, output = $3, error_type = $4, \
-                         error_message = $5, error_stack = $6, logs = $7, finished_at = $8, \
-                         duration_ms = $9, fuel_used = $10, memory_peak_bytes = $11, \
-                         cpu_time_us = $12 WHERE id = $1 AND status IN ('queued', 'running')",
-                    )
-                    .bind(id).bind(status).bind(&run.output).bind(run.error_type)
-                    .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(at)
-                    .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
-                    .bind(run.cpu_time_us)
-                    .execute(&mut *tx).await?;
-                    Ok(status)
-                }
-            };
-            results.push(result);
+        let mut started: HashSet<ExecutionId> = HashSet::new();
+        for chunk in starts.chunks(ROWS_PER_UPDATE) {
+            let sql = update_sql(chunk.len(), 2,
+                "UPDATE executions SET status = 'running', started_at = v.column2 \
+                 FROM (VALUES {rows}) AS v \
+                 WHERE executions.id = v.column1 AND executions.status = 'queued' RETURNING id");
+            let mut query = sqlx::query_as::<_, (ExecutionId,)>(&sql);
+            for (id, at) in chunk {
+                query = query.bind(*id).bind(*at);
+            }
+            started.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id));
         }
-        for (script, at) in &executed {
-            sqlx::query(
-                "UPDATE scripts SET last_executed_at = $2 \
-                 WHERE id = $1 AND (last_executed_at IS NULL OR last_executed_at < $2)",
-            )
-            .bind(*script).bind(at)
-            .execute(&mut *tx).await?;
+        let mut followed: HashMap<usize, ExecutionStatus> = HashMap::new();
+        for (i, write) in writes.iter().enumerate() {
+            if let Write::Finish { id, retry: Some(policy), at, .. } = write
+                && follows_up(write)
+            {
+                followed.insert(i, follow_up!(&mut *tx, id, *at, policy));
+            }
+        }
+        // Followed-up finishes are written with the plain ones, each with
+        // the status its follow-up chose.
+        let closing: Vec<(&Write, ExecutionStatus)> = writes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| match w {
+                Write::Finish { run, .. } => Some((*w, followed.get(&i).copied().unwrap_or(run.status))),
+                _ => None,
+            })
+            .collect();
+        for chunk in closing.chunks(ROWS_PER_UPDATE) {
+            let sql = update_sql(chunk.len(), 12,
+                "UPDATE executions SET status = v.column2, output = v.column3, \
+                 error_type = v.column4, error_message = v.column5, error_stack = v.column6, \
+                 logs = v.column7, finished_at = v.column8, duration_ms = v.column9, \
+                 fuel_used = v.column10, memory_peak_bytes = v.column11, cpu_time_us = v.column12 \
+                 FROM (VALUES {rows}) AS v \
+                 WHERE executions.id = v.column1 AND executions.status IN ('queued', 'running')");
+            let mut query = sqlx::query(&sql);
+            for (write, status) in chunk {
+                let Write::Finish { id, run, at, .. } = write else { unreachable!("finishes only") };
+                query = query
+                    .bind(id).bind(*status).bind(&run.output).bind(run.error_type)
+                    .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(*at)
+                    .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
+                    .bind(run.cpu_time_us);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in executed.chunks(ROWS_PER_UPDATE) {
+            let sql = update_sql(chunk.len(), 2,
+                "UPDATE scripts SET last_executed_at = v.column2 FROM (VALUES {rows}) AS v \
+                 WHERE scripts.id = v.column1 \
+                 AND (scripts.last_executed_at IS NULL OR scripts.last_executed_at < v.column2)");
+            let mut query = sqlx::query(&sql);
+            for (script, at) in chunk {
+                query = query.bind(*script).bind(*at);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        let results = writes
+            .iter()
+            .enumerate()
+            .map(|(i, write)| match write {
+                Write::Open { status, .. } => Ok(*status),
+                Write::Complete { run, .. } => Ok(run.status),
+                Write::Start { id, .. } if started.contains(id) => Ok(ExecutionStatus::Running),
+                Write::Start { .. } => Err(StoreError::NotFound),
+                Write::Finish { run, .. } => Ok(followed.get(&i).copied().unwrap_or(run.status)),
+            })
+            .collect();
         Ok(results)
     })
 }
