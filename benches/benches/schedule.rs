@@ -168,13 +168,16 @@ async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()>
     }
 
     // The scheduler's share of a claim: cron parsing and the next fire time.
+    let mut record = db
+        .list_scripts(&tenant.id, None, 1)
+        .await?
+        .pop()
+        .expect("a script was loaded");
+    record.schedule = Some("30 9 * * MON-FRI".into());
+    record.timezone = Some("Europe/Paris".into());
     let sample = scriptbox::store::DueScript {
-        id: "s".into(),
-        tenant_id: "t".into(),
-        version: 1,
-        schedule: Some("30 9 * * MON-FRI".into()),
-        timezone: Some("Europe/Paris".into()),
-        next_run_at: now - 1_000,
+        occurrence: now - 1_000,
+        record: std::sync::Arc::new(record),
     };
     let t = Instant::now();
     for _ in 0..due {

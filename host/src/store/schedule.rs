@@ -15,8 +15,10 @@
 
 use serde_json::json;
 
-use super::{Db, StoreResult, on_pool};
-use crate::model::{ExecutionId, ScriptId, TenantId};
+use std::sync::Arc;
+
+use super::{Db, ScriptRecord, StoreResult, on_pool};
+use crate::model::{ExecutionId, ScriptId};
 use serde::{Deserialize, Serialize};
 
 /// How the delay before a retry grows with the attempt.
@@ -121,15 +123,13 @@ macro_rules! follow_up {
 pub(crate) use follow_up;
 
 /// A script whose next fire time has come.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueScript {
-    pub id: ScriptId,
-    pub tenant_id: TenantId,
-    pub version: i64,
-    pub schedule: Option<String>,
-    pub timezone: Option<String>,
-    /// The occurrence being claimed.
-    pub next_run_at: i64,
+    /// The occurrence being claimed: the script's `next_run_at`.
+    pub occurrence: i64,
+    /// The script as it stood when claimed, which is what the run runs: the
+    /// claim reads the row anyway, so a run needs no second read.
+    pub record: Arc<ScriptRecord>,
 }
 
 /// What the scheduler decided for a due script: its following fire time
@@ -161,13 +161,13 @@ impl Db {
         }
     }
 
-    /// Claims up to `limit` scripts due at `now`: moves each one's
+    /// Claims up to `limit` scripts due by `due_by`: moves each one's
     /// `next_run_at` to what `plan` says and, unless its previous scheduled
     /// run is still open, inserts a `queued` execution of the occurrence
     /// owned by `node_id`. Scripts another node is claiming are skipped.
     pub async fn claim_due_scripts(
         &self,
-        now: i64,
+        due_by: i64,
         limit: i64,
         node_id: &str,
         plan: impl Fn(&DueScript) -> Plan,
@@ -177,14 +177,18 @@ impl Db {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         };
         let select = format!(
-            "SELECT id, tenant_id, version, schedule, timezone, next_run_at FROM scripts \
-             WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2{lock}"
+            "SELECT {} FROM scripts WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2{lock}",
+            super::scripts::COLUMNS
         );
         let begin = self.begin_write();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            let due: Vec<DueScript> = sqlx::query_as(&select)
-                .bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            let rows: Vec<ScriptRecord> = sqlx::query_as(&select)
+                .bind(due_by).bind(limit).fetch_all(&mut *tx).await?;
+            let due: Vec<DueScript> = rows.into_iter().filter_map(|record| Some(DueScript {
+                occurrence: record.next_run_at?,
+                record: Arc::new(record),
+            })).collect();
             if due.is_empty() {
                 return Ok(Vec::new());
             }
@@ -198,7 +202,7 @@ impl Db {
             );
             let mut open_query = sqlx::query_as::<_, (ScriptId,)>(&open_sql);
             for script in &due {
-                open_query = open_query.bind(&script.id);
+                open_query = open_query.bind(&script.record.id);
             }
             let open: std::collections::HashSet<ScriptId> =
                 open_query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();
@@ -213,17 +217,18 @@ impl Db {
             );
             let mut moved = sqlx::query(&move_sql);
             for (script, plan) in due.iter().zip(&plans) {
-                moved = moved.bind(&script.id).bind(plan.next_run_at);
+                moved = moved.bind(&script.record.id).bind(plan.next_run_at);
             }
             moved.execute(&mut *tx).await?;
             let fresh: Vec<(usize, ExecutionId)> = due
                 .iter()
                 .enumerate()
-                .filter(|(_, script)| !open.contains(&script.id))
+                .filter(|(_, script)| !open.contains(&script.record.id))
                 .map(|(i, _)| (i, ExecutionId::generate()))
                 .collect();
             let mut inserted = std::collections::HashSet::new();
             if !fresh.is_empty() {
+                let now = super::now_ms();
                 // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a
                 // join's `ON`.
                 let sql = format!(
@@ -236,10 +241,10 @@ impl Db {
                 );
                 let mut insert = sqlx::query_as::<_, (ExecutionId,)>(&sql);
                 for (i, id) in &fresh {
-                    let script = &due[*i];
+                    let script = &due[*i].record;
                     insert = insert
                         .bind(id).bind(&script.tenant_id).bind(&script.id).bind(script.version)
-                        .bind(plans[*i].input.to_string()).bind(script.next_run_at)
+                        .bind(plans[*i].input.to_string()).bind(due[*i].occurrence)
                         .bind(node_id).bind(now);
                 }
                 inserted = insert.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();

@@ -49,7 +49,8 @@ pub struct NewScript {
     pub next_run_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, source, version, trigger_type, schedule, timezone, \
+/// The columns of a [`ScriptRecord`], in its field order.
+pub(super) const COLUMNS: &str = "id, tenant_id, name, source, version, trigger_type, schedule, timezone, \
     webhook_path, enabled, limits, rate_limit, webhook_auth, webhook_methods, max_retries, \
     retry_delay_ms, next_run_at, last_executed_at, created_at, updated_at";
 
