@@ -159,6 +159,8 @@ fn main() -> Result<()> {
                 rate_limit: Some(r#"{"rps":1000000000,"burst":1000000000}"#.into()),
                 webhook_auth: None,
                 webhook_methods: None,
+                secrets: "[]".into(),
+                vars: "{}".into(),
                 max_retries: 0,
                 retry_delay_ms: 1000,
                 next_run_at: None,

@@ -428,6 +428,7 @@ async fn run_file(
         tenant_id: "local".into(),
         trigger: "manual",
         attempt: 0,
+        env: Default::default(),
     };
     let request = RunRequest::new(&context, input.to_owned(), limits);
     let outcome = sandbox.run(&bytecode, request).await;

@@ -17,6 +17,7 @@ use crate::logging::LogConfig;
 use crate::metrics::MetricsConfig;
 use crate::sandbox::{FetchConfig, SandboxConfig};
 use crate::scheduler::SchedulerConfig;
+use crate::secrets::SecretsConfig;
 use crate::store::DatabaseConfig;
 use crate::webhooks::WebhookConfig;
 
@@ -34,6 +35,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub secrets: SecretsConfig,
     /// On SIGINT/SIGTERM, how long running executions may take to finish,
     /// ms; the rest are recorded as failed (`shutdown`).
     pub shutdown_timeout_ms: u64,
@@ -50,6 +52,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            secrets: SecretsConfig::default(),
             shutdown_timeout_ms: 30_000,
         }
     }
@@ -124,8 +127,15 @@ fn apply_env(
             toml::Value::Table(section) => {
                 let mut keys: Vec<String> = known_keys(section);
                 // Optional keys have no default to serialise; name them too.
-                if name == "sandbox" && !keys.iter().any(|k| k == "artifact_dir") {
-                    keys.push("artifact_dir".into());
+                let optional: &[&str] = match name.as_str() {
+                    "sandbox" => &["artifact_dir"],
+                    "secrets" => &["key", "key_file"],
+                    _ => &[],
+                };
+                for key in optional {
+                    if !keys.iter().any(|k| k == key) {
+                        keys.push((*key).into());
+                    }
                 }
                 keys.into_iter().map(|k| (k, Some(name.clone()))).collect()
             }
@@ -224,6 +234,29 @@ mod tests {
             Config::load(None, env(&[("SCRIPTBOX_DATABASE_URL", "mysql://x")])).unwrap_err()
         );
         assert!(error.contains("database.url"), "{error}");
+    }
+
+    #[test]
+    fn the_secrets_key_comes_from_the_environment_and_is_never_printed() {
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let config = Config::load(
+            None,
+            env(&[
+                ("SCRIPTBOX_SECRETS_KEY", key),
+                ("SCRIPTBOX_SECRETS_KEY_FILE", "/var/lib/scriptbox/key"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.secrets.key.as_deref(), Some(key));
+        assert_eq!(
+            config.secrets.key_file.as_deref(),
+            Some(Path::new("/var/lib/scriptbox/key"))
+        );
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains(key) && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`model`]: the words every layer speaks about runs: trigger, status,
 //!   failure kind
 //! - [`settings`]: a script's structured settings, decoded strictly
+//! - [`secrets`]: tenants' secrets: the key, sealing values, masking runs
 //! - [`config`]: the typed, validated configuration
 //! - [`logging`]: `RUST_LOG` and `[log] format`
 //! - [`cli`]: the `scriptbox` command line
@@ -45,6 +46,7 @@ pub mod node;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scripts;
+pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
 use crate::scheduler::SchedulerHandle;
 use crate::scripts::ScriptService;
+use crate::secrets::Secrets;
 use crate::store::{Db, DbKv};
 use crate::webhooks::{Limiters, Routes};
 
@@ -30,12 +31,16 @@ pub struct Node {
     pub routes: Routes,
     /// Per-script webhook rate limiters.
     pub limiters: Limiters,
+    /// Tenants' secrets.
+    pub secrets: Secrets,
 }
 
-/// Opens the database (applying migrations), starts the sandbox, and marks
+/// Opens the database (applying migrations) and checks the secrets key
+/// against it, starts the sandbox, and marks
 /// runs left open by stopped nodes as abandoned.
 pub async fn start(config: &Config) -> Result<Node> {
     let db = Db::open(&config.database).await?;
+    let secrets = Secrets::open(db.clone(), &config.secrets, &config.database.url).await?;
     let sandbox = Sandbox::start(
         config.sandbox.clone(),
         config.fetch.clone(),
@@ -50,6 +55,7 @@ pub async fn start(config: &Config) -> Result<Node> {
         node_id,
         config.scheduler.retry_policy(),
         metrics.runs.clone(),
+        secrets.clone(),
     );
     db.heartbeat(exec.node_id())
         .await
@@ -71,6 +77,7 @@ pub async fn start(config: &Config) -> Result<Node> {
         routes.clone(),
         limiters.clone(),
         config.scheduler.clone(),
+        secrets.clone(),
     );
     Ok(Node {
         config: config.clone(),
@@ -82,5 +89,6 @@ pub async fn start(config: &Config) -> Result<Node> {
         scheduler,
         routes,
         limiters,
+        secrets,
     })
 }

@@ -6,6 +6,7 @@
 //! cache forgets both paths, the rate limiter forgets a deleted script, and
 //! the scheduler looks again when the next fire time moved.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -14,12 +15,15 @@ use crate::cron::{Location, Time};
 use crate::model::{ScriptId, Trigger};
 use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides, Sandbox};
 use crate::scheduler::{SchedulerConfig, SchedulerHandle};
+use crate::secrets::{SecretError, Secrets, validate_name as validate_secret_name};
 use crate::settings::{self, AuthType, Misconfigured, RateLimit, WebhookAuth};
 use crate::store::{Db, NewScript, RETRY_DELAY_RANGE_MS, ScriptRecord, StoreError, Tenant};
 use crate::webhooks::{Limiters, Routes};
 
 /// The largest source accepted, bytes.
 pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+/// The most a script's vars may hold (names and values), bytes.
+pub const MAX_VARS_BYTES: usize = 64 * 1024;
 
 /// A create or update. On update, missing fields keep their values.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +40,10 @@ pub struct ScriptChange {
     pub rate_limit: Option<RateLimit>,
     pub webhook_auth: Option<WebhookAuth>,
     pub webhook_methods: Option<Vec<String>>,
+    /// Names of the tenant's secrets the script may read (each must be set).
+    pub secrets: Option<Vec<String>>,
+    /// Plain variables, by name; given to the script with its secrets.
+    pub vars: Option<BTreeMap<String, String>>,
     /// Numbers are checked by hand so that a value out of range (or not an
     /// integer at all) is an error naming the field, never wrapped.
     pub max_retries: Option<serde_json::Number>,
@@ -74,6 +82,8 @@ pub struct ScriptService {
     limiters: Limiters,
     /// Retry defaults and bounds (`[scheduler]`).
     defaults: SchedulerConfig,
+    /// Which secrets a tenant has set, for the names a script declares.
+    secrets: Secrets,
 }
 
 impl ScriptService {
@@ -84,6 +94,7 @@ impl ScriptService {
         routes: Routes,
         limiters: Limiters,
         defaults: SchedulerConfig,
+        secrets: Secrets,
     ) -> Self {
         Self {
             db,
@@ -92,6 +103,7 @@ impl ScriptService {
             routes,
             limiters,
             defaults,
+            secrets,
         }
     }
 
@@ -111,7 +123,7 @@ impl ScriptService {
     }
 
     pub async fn create(&self, tenant: &Tenant, change: ScriptChange) -> Result<ScriptRecord> {
-        let (new, bytecode) = self.prepare(change, None).await?;
+        let (new, bytecode) = self.prepare(tenant, change, None).await?;
         let script = self.db.create_script(&tenant.id, &new).await?;
         self.sandbox
             .remember(script.id.as_str(), script.version, bytecode);
@@ -131,7 +143,7 @@ impl ScriptService {
         change: ScriptChange,
     ) -> Result<ScriptRecord> {
         let current = self.db.script(&tenant.id, id).await?;
-        let (new, bytecode) = self.prepare(change, Some(&current)).await?;
+        let (new, bytecode) = self.prepare(tenant, change, Some(&current)).await?;
         let script = self.db.update_script(&tenant.id, id, &new).await?;
         self.sandbox
             .remember(script.id.as_str(), script.version, bytecode);
@@ -191,6 +203,7 @@ impl ScriptService {
     /// and compiles it: the row to store and its bytecode.
     async fn prepare(
         &self,
+        tenant: &Tenant,
         change: ScriptChange,
         current: Option<&ScriptRecord>,
     ) -> Result<(NewScript, Arc<Bytecode>)> {
@@ -206,6 +219,8 @@ impl ScriptService {
             rate_limit,
             webhook_auth,
             webhook_methods,
+            secrets,
+            vars,
             max_retries,
             retry_delay_ms,
         } = change;
@@ -216,6 +231,7 @@ impl ScriptService {
         let webhook_auth = merge_webhook_auth(webhook_auth, current)?;
         let webhook_methods = merge_methods(webhook_methods, current)?;
         let (max_retries, retry_delay_ms) = self.retries(max_retries, retry_delay_ms, current)?;
+        let (secrets, vars) = self.environment(tenant, secrets, vars, current).await?;
         // Syntax errors are caught on save, not at the first run; the
         // bytecode is kept for the saved version, so the first run does not
         // compile the same source again.
@@ -234,6 +250,8 @@ impl ScriptService {
             rate_limit: rate_limit.as_ref().map(to_json),
             webhook_auth: webhook_auth.as_ref().map(to_json),
             webhook_methods: webhook_methods.as_ref().map(to_json),
+            secrets: to_json(&secrets),
+            vars: to_json(&vars),
             max_retries,
             retry_delay_ms,
             next_run_at,
@@ -257,6 +275,64 @@ impl ScriptService {
             .limits_with(&limits)
             .map_err(ScriptError::Invalid)?;
         Ok(limits)
+    }
+
+    /// The secrets a script declares (valid names, each set for the
+    /// tenant) and its vars (valid names, none also a declared secret, at
+    /// most 64 KiB in all).
+    async fn environment(
+        &self,
+        tenant: &Tenant,
+        secrets: Option<Vec<String>>,
+        vars: Option<BTreeMap<String, String>>,
+        current: Option<&ScriptRecord>,
+    ) -> Result<(Vec<String>, BTreeMap<String, String>)> {
+        let secrets = match (secrets, current) {
+            (Some(secrets), _) => secrets,
+            (None, Some(c)) => settings::secrets(c).map_err(replace_it)?,
+            (None, None) => Vec::new(),
+        };
+        let vars = match (vars, current) {
+            (Some(vars), _) => vars,
+            (None, Some(c)) => settings::vars(c).map_err(replace_it)?,
+            (None, None) => BTreeMap::new(),
+        };
+        for name in &secrets {
+            validate_secret_name(name).map_err(|why| invalid(format!("secrets: {why}")))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = secrets.iter().find(|name| !seen.insert(name.as_str())) {
+            return Err(invalid(format!("secrets: {twice} is listed twice")));
+        }
+        for name in vars.keys() {
+            validate_secret_name(name).map_err(|why| invalid(format!("vars: {why}")))?;
+            if seen.contains(name.as_str()) {
+                return Err(invalid(format!(
+                    "{name} is both a var and a declared secret; a name is one or the other"
+                )));
+            }
+        }
+        let size: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_VARS_BYTES {
+            return Err(invalid(format!(
+                "vars hold {size} bytes; at most {MAX_VARS_BYTES} are allowed"
+            )));
+        }
+        let missing = self
+            .secrets
+            .missing(&tenant.id, &secrets)
+            .await
+            .map_err(|e| match e {
+                SecretError::Unavailable => invalid(format!("secrets: {e}")),
+                SecretError::Store(e) => ScriptError::Store(e),
+            })?;
+        if let Some(name) = missing.first() {
+            return Err(invalid(format!(
+                "secrets: {name} is not set for this tenant; set it first with \
+                 PUT /api/secrets/{name}"
+            )));
+        }
+        Ok((secrets, vars))
     }
 
     /// `max_retries` (up to `[scheduler] max_retries_cap`) and

@@ -12,8 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::model::{ScriptId, Trigger};
 use crate::sandbox::LimitOverrides;
+use crate::secrets::validate_name;
 use crate::store::ScriptRecord;
 
 /// A script's `rate_limit`.
@@ -89,6 +92,10 @@ pub struct Misconfigured {
 pub struct ScriptSettings {
     pub limits: LimitOverrides,
     pub trigger: ScriptTrigger,
+    /// Names of the tenant's secrets the script may read.
+    pub secrets: Vec<String>,
+    /// Plain variables, by name.
+    pub vars: BTreeMap<String, String>,
 }
 
 /// When a script runs, carrying its own data.
@@ -122,6 +129,7 @@ impl ScriptSettings {
     /// first that fails is the error.
     pub fn decode(script: &ScriptRecord) -> Result<Self, Misconfigured> {
         let limits = limits(script)?;
+        let (secrets, vars) = (secrets(script)?, vars(script)?);
         let (rate_limit, auth, methods) = (
             rate_limit(script)?,
             webhook_auth(script)?,
@@ -156,7 +164,12 @@ impl ScriptSettings {
                 rate_limit,
             }),
         };
-        Ok(Self { limits, trigger })
+        Ok(Self {
+            limits,
+            trigger,
+            secrets,
+            vars,
+        })
     }
 }
 
@@ -179,6 +192,24 @@ fn decode<T: serde::de::DeserializeOwned>(
 /// The stored `limits` (`{}` when none are set).
 pub fn limits(script: &ScriptRecord) -> Result<LimitOverrides, Misconfigured> {
     decode(script, "limits", &script.limits, |_| Ok(()))
+}
+
+/// The stored `secrets`: the names of the tenant's secrets the script may
+/// read (`[]` when none).
+pub fn secrets(script: &ScriptRecord) -> Result<Vec<String>, Misconfigured> {
+    decode(script, "secrets", &script.secrets, |names: &Vec<String>| {
+        names.iter().try_for_each(|name| validate_name(name))
+    })
+}
+
+/// The stored `vars`: plain variables by name (`{}` when none).
+pub fn vars(script: &ScriptRecord) -> Result<BTreeMap<String, String>, Misconfigured> {
+    decode(
+        script,
+        "vars",
+        &script.vars,
+        |vars: &BTreeMap<String, String>| vars.keys().try_for_each(|name| validate_name(name)),
+    )
 }
 
 /// The stored `rate_limit`; SQL NULL is none, anything else must decode
@@ -249,6 +280,8 @@ mod tests {
             rate_limit: None,
             webhook_auth: None,
             webhook_methods: None,
+            secrets: "[]".into(),
+            vars: "{}".into(),
             max_retries: 0,
             retry_delay_ms: 1000,
             next_run_at: None,

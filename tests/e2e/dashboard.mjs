@@ -141,6 +141,32 @@ try {
   await shot("09-scripts-narrow");
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // Secrets: set one (its value is never shown again), declare it on a
+  // script with a var, run it: the script read it, the run shows it masked.
+  await page.getByRole("link", { name: "Secrets", exact: true }).click();
+  await page.getByRole("heading", { name: "Secrets" }).waitFor();
+  await page.getByLabel("Name").fill("API_TOKEN");
+  await page.getByLabel("Value").fill("tok_dashboard_secret_1");
+  await page.getByRole("button", { name: "Save secret" }).click();
+  await page.locator("table.secrets", { hasText: "API_TOKEN" }).waitFor();
+  expect(!(await text("main")).includes("tok_dashboard_secret_1"), "a secret's value is not shown");
+  await shot("10-secrets");
+  await page.goto(`${base}/#/scripts/new`);
+  await page.getByLabel("Name").fill("uses-token");
+  await page.getByLabel("Source").fill(
+    "export default (input, ctx) => { console.log(ctx.env.API_TOKEN); return [ctx.env.MODE, ctx.env.API_TOKEN.length] }\n");
+  await page.getByLabel("Secrets it may read").fill("API_TOKEN");
+  await page.getByLabel("Vars").fill("MODE=live");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "uses-token" }).waitFor();
+  await page.getByRole("button", { name: "Run now" }).click();
+  await page.locator(".execution .status-completed").waitFor();
+  const masked = await text(".execution");
+  expect(masked.includes("[info] [secret API_TOKEN]"), `the secret is masked in the logs: ${masked}`);
+  expect(masked.includes('"live"') && masked.includes("22"), `the var and the secret reached the run: ${masked}`);
+  expect(!masked.includes("tok_dashboard_secret_1"), "the secret's value is not shown");
+  await shot("11-secret-masked");
+
   // Another tenant sees none of it.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByLabel("API key").fill(otherKey);
@@ -149,7 +175,7 @@ try {
   const other = await text("main");
   expect(!other.includes("greeter") && !other.includes("broken"), "another tenant's scripts are not shown");
   expect(other.includes("No scripts yet."), "the other tenant has none");
-  await shot("10-other-tenant");
+  await shot("12-other-tenant");
   expect(failed.length === 0, `no page errors: ${failed.join("; ")}`);
   console.log("dashboard: all checks passed");
 } catch (e) {

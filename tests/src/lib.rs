@@ -46,6 +46,7 @@ pub async fn run_as(
         tenant_id: tenant.into(),
         trigger: "manual",
         attempt: 0,
+        env: Default::default(),
     };
     let request = RunRequest::new(&context, input.to_string(), limits);
     sandbox.run(&bytecode, request).await

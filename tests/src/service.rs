@@ -54,6 +54,9 @@ pub async fn fresh_database(backend: Backend) -> Option<String> {
     }
 }
 
+/// The secrets key of test nodes on PostgreSQL (32 bytes, base64).
+pub const TEST_SECRETS_KEY: &str = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
 pub struct TestNode {
     /// The admin listener: API, dashboard, metrics, health.
     pub base: String,
@@ -87,6 +90,11 @@ impl TestNode {
         config.database.min_idle = 1;
         config.sandbox.pool_min = 2;
         config.sandbox.pool_max = 8;
+        if database_url.starts_with("postgres") {
+            // SQLite keeps its key in a file beside the database; a
+            // PostgreSQL deployment is given one.
+            config.secrets.key = Some(TEST_SECRETS_KEY.into());
+        }
         configure(&mut config);
         let node = scriptbox::server::start(&config)
             .await
@@ -200,7 +208,7 @@ impl TestNode {
                 .execute(&mut conn)
                 .await;
         } else if let Some(path) = self.database_url.strip_prefix("sqlite://") {
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", ".secrets-key"] {
                 let _ = std::fs::remove_file(format!("{path}{suffix}"));
             }
         }

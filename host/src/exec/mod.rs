@@ -18,7 +18,10 @@ pub use fair::{Admission, Slot, TenantBusy, TenantGate};
 
 pub use crate::model::Trigger;
 use crate::model::{ExecutionId, ExecutionStatus, FailureKind, TenantId};
-use crate::sandbox::{CompileFailure, RunContext, RunFailure, RunOutcome, RunRequest, Sandbox};
+use crate::sandbox::{
+    CompileFailure, Env, RunContext, RunFailure, RunOutcome, RunRequest, Sandbox,
+};
+use crate::secrets::{Masks, Secrets};
 use crate::settings::ScriptSettings;
 use crate::store::{
     Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, Pending, RetryPolicy,
@@ -204,6 +207,8 @@ pub struct ExecutionService {
     gate: TenantGate,
     /// Bytes of [`HeldInput`] on this node.
     waiting_input: Arc<std::sync::atomic::AtomicUsize>,
+    /// Opens the secrets a script declares, for its runs.
+    secrets: Secrets,
 }
 
 /// Runs in progress or waiting for a slot on this node, so shutdown can
@@ -246,6 +251,7 @@ impl ExecutionService {
         node_id: String,
         retry: RetryPolicy,
         metrics: crate::metrics::RunMetrics,
+        secrets: Secrets,
     ) -> Self {
         let config = sandbox.config();
         let gate = TenantGate::new(
@@ -263,6 +269,7 @@ impl ExecutionService {
             in_flight: Arc::default(),
             gate,
             waiting_input: Arc::default(),
+            secrets,
         }
     }
 
@@ -744,15 +751,39 @@ impl ExecutionService {
             }
             Err(CompileFailure::Sandbox(failure)) => return failed(failure),
         };
+        // Only the secrets the script declares enter the instance; their
+        // values are masked out of everything the run leaves.
+        let secrets = match self
+            .secrets
+            .values(&script.tenant_id, &settings.secrets)
+            .await
+        {
+            Ok(secrets) => secrets,
+            Err(why) => {
+                return failed(RunFailure {
+                    kind: crate::sandbox::ErrorKind::Internal,
+                    message: format!("the script's secrets: {why}"),
+                    stack: None,
+                });
+            }
+        };
+        let masks = Masks::new(secrets.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let mut env = settings.vars;
+        env.extend(secrets);
         let context = RunContext {
             script_id: script.id.to_string(),
             execution_id: execution_id.to_string(),
             tenant_id: script.tenant_id.to_string(),
             trigger: trigger.as_str(),
             attempt,
+            env: Env(env),
         };
         let request = RunRequest::new(&context, input.to_owned(), limits);
-        self.sandbox.run(&bytecode, request).await
+        let mut outcome = self.sandbox.run(&bytecode, request).await;
+        if !masks.is_empty() {
+            mask(&mut outcome, &masks);
+        }
+        outcome
     }
 
     /// Marks open runs of dead nodes (all others, on an unshared database)
@@ -789,6 +820,29 @@ impl ExecutionService {
                 _ = &mut shutdown => return,
             }
         }
+    }
+}
+
+/// Replaces declared secrets' values in everything a run leaves: output,
+/// reply, error, stack and logs.
+fn mask(outcome: &mut RunOutcome, masks: &Masks) {
+    match &mut outcome.result {
+        Ok(success) => {
+            success.output = masks.apply(&success.output);
+            if let Some(reply) = &mut success.reply {
+                reply.body = masks.apply(&reply.body);
+                for (_, value) in &mut reply.headers {
+                    *value = masks.apply(value);
+                }
+            }
+        }
+        Err(failure) => {
+            failure.message = masks.apply(&failure.message);
+            failure.stack = failure.stack.as_deref().map(|stack| masks.apply(stack));
+        }
+    }
+    for line in &mut outcome.logs {
+        line.message = masks.apply(&line.message);
     }
 }
 

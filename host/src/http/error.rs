@@ -79,6 +79,16 @@ impl From<crate::exec::RetryError> for AppError {
     }
 }
 
+impl From<crate::secrets::SecretError> for AppError {
+    fn from(error: crate::secrets::SecretError) -> Self {
+        use crate::secrets::SecretError;
+        match error {
+            SecretError::Unavailable => AppError::Unavailable(error.to_string()),
+            SecretError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<crate::scripts::ScriptError> for AppError {
     fn from(error: crate::scripts::ScriptError) -> Self {
         use crate::scripts::ScriptError;

@@ -14,6 +14,7 @@ mod health;
 mod json;
 pub mod observe;
 mod scripts;
+mod secrets;
 mod stats;
 pub mod views;
 pub mod webhooks;
@@ -37,6 +38,7 @@ use crate::node::Node;
 use crate::sandbox::Sandbox;
 use crate::scheduler::SchedulerHandle;
 use crate::scripts::ScriptService;
+use crate::secrets::Secrets;
 use crate::store::{Db, StoreError, Tenant, hash_api_key};
 use crate::webhooks::{Limiters, PublicUrl, Routes, WebhookConfig};
 
@@ -60,6 +62,7 @@ pub struct Shared {
     pub sandbox: Sandbox,
     pub exec: ExecutionService,
     pub scripts: ScriptService,
+    pub secrets: Secrets,
     /// Tenants by API-key hash, so a request costs no key lookup in the
     /// database once seen. Entries live a minute.
     tenants: Cache<String, Arc<Tenant>>,
@@ -86,6 +89,7 @@ impl AppState {
             sandbox: node.sandbox.clone(),
             exec: node.exec.clone(),
             scripts: node.scripts.clone(),
+            secrets: node.secrets.clone(),
             tenants: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
@@ -117,6 +121,11 @@ pub fn app(state: AppState) -> Router {
                 .delete(scripts::remove),
         )
         .route("/api/scripts/{id}/run", post(scripts::run))
+        .route("/api/secrets", get(secrets::list))
+        .route(
+            "/api/secrets/{name}",
+            axum::routing::put(secrets::put).delete(secrets::remove),
+        )
         .route("/api/scripts/{id}/next-runs", get(scripts::next_runs))
         .route(
             "/api/webhooks/{tenant}/{*path}",

@@ -2,13 +2,15 @@
 //! execution and a page of either. Times are RFC 3339 in UTC with
 //! milliseconds; JSON stored as text (input, output, logs) is sent as JSON.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{ExecutionId, ExecutionStatus, FailureKind, ScriptId, TenantId, Trigger};
 use crate::sandbox::LimitOverrides;
 use crate::settings::{self, AuthType, RateLimit};
-use crate::store::{ExecutionRecord, ScriptRecord};
+use crate::store::{ExecutionRecord, ScriptRecord, SecretEntry};
 
 /// Milliseconds since the epoch, sent as RFC 3339.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,9 @@ pub struct ScriptView {
     rate_limit: Option<RateLimit>,
     webhook_auth: Option<AuthView>,
     webhook_methods: Option<Vec<String>>,
+    /// Names of the secrets the script may read (never their values).
+    secrets: Option<Vec<String>>,
+    vars: Option<BTreeMap<String, String>>,
     max_retries: i64,
     retry_delay_ms: i64,
     next_run_at: Option<Rfc3339>,
@@ -156,8 +161,12 @@ impl ScriptView {
             .flatten()
             .map(|auth| AuthView { kind: auth.kind });
         let webhook_methods = shown(settings::webhook_methods(&s), &mut error).flatten();
+        let secrets = shown(settings::secrets(&s), &mut error);
+        let vars = shown(settings::vars(&s), &mut error);
         Self {
             limits,
+            secrets,
+            vars,
             rate_limit,
             webhook_auth,
             webhook_methods,
@@ -180,6 +189,29 @@ impl ScriptView {
             updated_at: Rfc3339(s.updated_at),
         }
     }
+}
+
+/// A tenant's secret as listed: its name and when it was set; the value
+/// is write-only.
+#[derive(Debug, Serialize)]
+pub struct SecretView {
+    name: String,
+    updated_at: Rfc3339,
+}
+
+impl From<SecretEntry> for SecretView {
+    fn from(e: SecretEntry) -> Self {
+        Self {
+            name: e.name,
+            updated_at: Rfc3339(e.updated_at),
+        }
+    }
+}
+
+/// `GET /api/secrets`.
+#[derive(Debug, Serialize)]
+pub struct SecretsView {
+    pub items: Vec<SecretView>,
 }
 
 /// A decoded setting, or `None` with the first error kept in `error`.

@@ -221,8 +221,9 @@ impl Bytecode {
     }
 }
 
-/// What a run is given.
-#[derive(Debug, Clone)]
+/// What a run is given. Its `Debug` leaves out the input and the context,
+/// which carries the script's secrets.
+#[derive(Clone)]
 pub struct RunRequest {
     /// The tenant whose `sdk.db` and `sdk.cache` the run sees.
     pub tenant: String,
@@ -233,9 +234,19 @@ pub struct RunRequest {
     pub limits: RunLimits,
 }
 
+impl std::fmt::Debug for RunRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRequest")
+            .field("tenant", &self.tenant)
+            .field("input_bytes", &self.input.len())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a script learns about its run: the `ctx` argument
 /// (`ctx.scriptId`, `ctx.executionId`, `ctx.tenantId`, `ctx.trigger`,
-/// `ctx.attempt`).
+/// `ctx.attempt`, `ctx.env`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunContext {
@@ -245,6 +256,20 @@ pub struct RunContext {
     /// `manual`, `scheduled` or `webhook`.
     pub trigger: &'static str,
     pub attempt: i64,
+    /// The script's vars and declared secrets.
+    pub env: Env,
+}
+
+/// A run's environment: names to values (vars and secrets alike). Its
+/// `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Env(pub std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl RunRequest {

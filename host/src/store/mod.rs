@@ -1,5 +1,5 @@
-//! Storage: tenants, scripts, executions and `sdk.db` data, in SQLite or
-//! PostgreSQL.
+//! Storage: tenants, scripts, executions, secrets and `sdk.db` data, in
+//! SQLite or PostgreSQL.
 //!
 //! [`Db`] holds a pool of either kind. Every query is written once with `$N`
 //! placeholders, which both drivers accept, and runs on whichever pool is
@@ -11,6 +11,7 @@ mod executions;
 mod kv;
 mod schedule;
 mod scripts;
+mod secrets;
 mod stats;
 mod tenants;
 mod writer;
@@ -30,6 +31,7 @@ pub use schedule::{
     Backoff, Claim, DueScript, Plan, RETRY_DELAY_RANGE_MS, RetryPolicy, scheduled_input,
 };
 pub use scripts::{NewScript, ScriptRecord};
+pub use secrets::{MAX_SECRETS_PER_TENANT, Sealed, SecretEntry};
 pub use stats::{MinuteStats, TenantStats};
 pub use tenants::{Tenant, hash_api_key, new_api_key, validate_name as tenants_validate_name};
 pub use writer::{Pending, Writer};

@@ -22,6 +22,10 @@ pub struct ScriptRecord {
     pub rate_limit: Option<String>,
     pub webhook_auth: Option<String>,
     pub webhook_methods: Option<String>,
+    /// JSON array of the secret names the script may read.
+    pub secrets: String,
+    /// JSON object of plain variables.
+    pub vars: String,
     pub max_retries: i64,
     pub retry_delay_ms: i64,
     pub next_run_at: Option<i64>,
@@ -44,15 +48,17 @@ pub struct NewScript {
     pub rate_limit: Option<String>,
     pub webhook_auth: Option<String>,
     pub webhook_methods: Option<String>,
+    pub secrets: String,
+    pub vars: String,
     pub max_retries: i64,
     pub retry_delay_ms: i64,
     pub next_run_at: Option<i64>,
 }
 
 /// The columns of a [`ScriptRecord`], in its field order.
-pub(super) const COLUMNS: &str = "id, tenant_id, name, source, version, trigger_type, schedule, timezone, \
-    webhook_path, enabled, limits, rate_limit, webhook_auth, webhook_methods, max_retries, \
-    retry_delay_ms, next_run_at, last_executed_at, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, tenant_id, name, source, version, trigger_type, schedule, \
+    timezone, webhook_path, enabled, limits, rate_limit, webhook_auth, webhook_methods, secrets, \
+    vars, max_retries, retry_delay_ms, next_run_at, last_executed_at, created_at, updated_at";
 
 fn conflict(script: &NewScript) -> StoreError {
     StoreError::Conflict(format!(
@@ -83,6 +89,8 @@ impl Db {
             rate_limit: new.rate_limit.clone(),
             webhook_auth: new.webhook_auth.clone(),
             webhook_methods: new.webhook_methods.clone(),
+            secrets: new.secrets.clone(),
+            vars: new.vars.clone(),
             max_retries: new.max_retries,
             retry_delay_ms: new.retry_delay_ms,
             next_run_at: new.next_run_at,
@@ -92,7 +100,8 @@ impl Db {
         };
         let sql = format!(
             "INSERT INTO scripts ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+             $20, $21, $22)"
         );
         let r = &record;
         let result = on_pool!(self, pool => {
@@ -100,7 +109,8 @@ impl Db {
                 .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.source).bind(r.version)
                 .bind(r.trigger_type).bind(&r.schedule).bind(&r.timezone).bind(&r.webhook_path)
                 .bind(r.enabled).bind(&r.limits).bind(&r.rate_limit).bind(&r.webhook_auth)
-                .bind(&r.webhook_methods).bind(r.max_retries).bind(r.retry_delay_ms)
+                .bind(&r.webhook_methods).bind(&r.secrets).bind(&r.vars)
+                .bind(r.max_retries).bind(r.retry_delay_ms)
                 .bind(r.next_run_at).bind(r.last_executed_at).bind(r.created_at).bind(r.updated_at)
                 .execute(pool)
                 .await
@@ -151,7 +161,8 @@ impl Db {
         let sql = "UPDATE scripts SET name = $3, source = $4, version = version + 1, \
             trigger_type = $5, schedule = $6, timezone = $7, webhook_path = $8, enabled = $9, \
             limits = $10, rate_limit = $11, webhook_auth = $12, webhook_methods = $13, \
-            max_retries = $14, retry_delay_ms = $15, next_run_at = $16, updated_at = $17 \
+            max_retries = $14, retry_delay_ms = $15, next_run_at = $16, updated_at = $17, \
+            secrets = $18, vars = $19 \
             WHERE tenant_id = $1 AND id = $2";
         let result = on_pool!(self, pool => {
             sqlx::query(sql)
@@ -160,7 +171,7 @@ impl Db {
                 .bind(&new.webhook_path).bind(new.enabled).bind(&new.limits)
                 .bind(&new.rate_limit).bind(&new.webhook_auth).bind(&new.webhook_methods)
                 .bind(new.max_retries).bind(new.retry_delay_ms).bind(new.next_run_at)
-                .bind(now_ms())
+                .bind(now_ms()).bind(&new.secrets).bind(&new.vars)
                 .execute(pool).await.map(|r| r.rows_affected())
         });
         match result {

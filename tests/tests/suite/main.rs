@@ -12,5 +12,6 @@ mod sandbox_fetch;
 mod sandbox_fuel_budgets;
 mod sandbox_limits;
 mod scheduler;
+mod secrets;
 mod webhooks;
 mod writer;

@@ -25,7 +25,7 @@ async fn fixture_scripts_stay_within_their_fuel_budgets() {
             include_str!("../../fixtures/trivial.js"),
             json!({ "n": 1 }),
             json!({ "ok": true, "n": 2 }),
-            90_617u64,
+            94_797u64,
         ),
         (
             "fib20",

@@ -37,6 +37,8 @@ async fn script(db: &Db) -> scriptbox::store::ScriptRecord {
         rate_limit: None,
         webhook_auth: None,
         webhook_methods: None,
+        secrets: "[]".into(),
+        vars: "{}".into(),
         max_retries: 0,
         retry_delay_ms: 1000,
         next_run_at: None,

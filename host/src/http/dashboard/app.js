@@ -158,6 +158,11 @@ async function scriptPage(id) {
     h("option", { value: t, selected: (s && s.webhook_auth ? s.webhook_auth.type : "none") === t }, t)));
   const secret = h("input", { type: "password", autocomplete: "off",
     placeholder: s && s.webhook_auth && s.webhook_auth.type !== "none" ? "set (write-only): leave empty to keep" : "" });
+  // Secrets are declared by name; vars are NAME=value lines.
+  const secretNames = h("input", { value: ((s && s.secrets) || []).join(", "), placeholder: "STRIPE_KEY, SLACK_TOKEN" });
+  const vars = h("textarea", { class: "code", rows: "3", spellcheck: "false", placeholder: "MODE=live" });
+  vars.style.minHeight = "3rem";
+  vars.value = Object.entries((s && s.vars) || {}).map(([k, x]) => `${k}=${x}`).join("\n");
   const saveMessage = h("div", { "aria-live": "polite" });
 
   const num = (input) => (input.value === "" ? undefined : Number(input.value));
@@ -174,6 +179,14 @@ async function scriptPage(id) {
     if (rps.value && burst.value) body.rate_limit = { rps: num(rps), burst: num(burst) };
     if (retries.value !== "") body.max_retries = num(retries);
     if (delay.value) body.retry_delay_ms = num(delay);
+    body.secrets = secretNames.value.split(",").map((x) => x.trim()).filter(Boolean);
+    body.vars = {};
+    for (const line of vars.value.split("\n")) {
+      if (!line.trim()) continue;
+      const at = line.indexOf("=");
+      if (at < 1) { saveMessage.replaceChildren(errorBox(`Vars: "${line}" is not NAME=value`)); return; }
+      body.vars[line.slice(0, at).trim()] = line.slice(at + 1);
+    }
     try {
       const saved = s ? await api("PUT", `/api/scripts/${s.id}`, body) : await api("POST", "/api/scripts", body);
       saveMessage.replaceChildren(h("p", { class: "notice", role: "status" }, `Saved version ${saved.version}.`));
@@ -199,6 +212,12 @@ async function scriptPage(id) {
       field("f-schedule", "Schedule (cron, for scheduled)", schedule), field("f-timezone", "Time zone (IANA)", timezone),
       field("f-path", "Webhook path (for webhooks)", path)),
     field("f-source", "Source", source),
+    h("h2", {}, "Environment (ctx.env)"),
+    h("div", { class: "grid" },
+      field("f-secrets", "Secrets it may read (comma-separated)", secretNames),
+      field("f-vars", "Vars (KEY=value, one per line)", vars)),
+    h("p", { class: "muted" }, h("a", { href: "#/secrets" }, "Manage secrets"),
+      ": their values are masked as [secret NAME] in output and logs."),
     h("h2", {}, "Limits and retries"),
     h("div", { class: "grid" },
       field("f-fuel", "Fuel", fuel), field("f-memory", "Memory (MiB)", memory), field("f-timeout", "Timeout (ms)", timeout),
@@ -246,6 +265,40 @@ async function recentRuns(s) {
   const page = await api("GET", `/api/executions?script_id=${s.id}&limit=10`);
   return h("section", {}, h("h2", {}, "Recent executions"), executionsTable(page.items, false),
     h("p", {}, h("a", { href: `#/executions?script_id=${s.id}` }, "All executions of this script")));
+}
+
+// ---- secrets -------------------------------------------------------------
+
+async function secretsPage() {
+  const page = await api("GET", "/api/secrets");
+  const message = h("div", { "aria-live": "polite" });
+  const name = h("input", { required: true, pattern: "[A-Z_][A-Z0-9_]*", placeholder: "STRIPE_KEY", autocomplete: "off" });
+  const value = h("input", { type: "password", required: true, autocomplete: "off" });
+  async function put(e) {
+    e.preventDefault();
+    try {
+      await api("PUT", `/api/secrets/${encodeURIComponent(name.value)}`, { value: value.value });
+      value.value = "";
+      await secretsPage();
+    } catch (err) { message.replaceChildren(errorBox(err.message)); }
+  }
+  const rows = page.items.map((x) => h("tr", {},
+    h("td", {}, h("code", {}, x.name)), h("td", {}, when(x.updated_at)),
+    h("td", {}, h("button", { type: "button", class: "secondary", onclick: () => { name.value = x.name; value.focus(); } }, "Replace"), " ",
+      h("button", { type: "button", class: "secondary", onclick: async () => {
+        if (!confirm(`Delete secret ${x.name}?`)) return;
+        try { await api("DELETE", `/api/secrets/${encodeURIComponent(x.name)}`); await secretsPage(); }
+        catch (err) { message.replaceChildren(errorBox(err.message)); }
+      } }, "Delete"))));
+  show(h("h1", {}, "Secrets"),
+    h("p", { class: "muted" }, "Values are write-only: a script reads the ones it declares as ctx.env.NAME."),
+    rows.length ? h("div", { class: "table-wrap" }, h("table", { class: "secrets" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Updated"), h("th", {}, ""))),
+      h("tbody", {}, rows))) : h("p", { class: "muted" }, "No secrets yet."),
+    h("form", { class: "card", onsubmit: put }, h("h2", {}, "Set a secret"),
+      h("div", { class: "grid" }, field("secret-name", "Name", name), field("secret-value", "Value", value)),
+      h("div", { class: "row" }, h("button", { type: "submit" }, "Save secret"))),
+    message);
 }
 
 // ---- executions ----------------------------------------------------------
@@ -418,6 +471,7 @@ async function route() {
     else if (path === "/overview") await overviewPage();
     else if ((m = /^\/scripts\/([\w-]+)$/.exec(path))) await scriptPage(m[1]);
     else if (path === "/executions") await executionsPage(query || "");
+    else if (path === "/secrets") await secretsPage();
     else if ((m = /^\/executions\/([\w-]+)$/.exec(path))) await executionPage(m[1]);
     else show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/scripts" }, "Scripts")));
   } catch (err) {
