@@ -455,7 +455,8 @@ async fn run_file(
             println!("{}", success.output);
             ExitCode::SUCCESS
         }
-        Err(failure) => {
+        Err(mut failure) => {
+            failure.name_frames(&file.display().to_string());
             eprintln!("{}: {}", failure.kind, failure.message);
             if let Some(stack) = failure.stack {
                 eprintln!("{}", stack.trim_end());

@@ -780,6 +780,9 @@ impl ExecutionService {
         };
         let request = RunRequest::new(&context, input.to_owned(), limits);
         let mut outcome = self.sandbox.run(&bytecode, request).await;
+        if let Err(failure) = &mut outcome.result {
+            failure.name_frames(&script_file(&script.name));
+        }
         if !masks.is_empty() {
             mask(&mut outcome, &masks);
         }
@@ -820,6 +823,16 @@ impl ExecutionService {
                 _ = &mut shutdown => return,
             }
         }
+    }
+}
+
+/// The file a script's stack frames are located in: its name, with `.js`
+/// unless it names a file already.
+fn script_file(name: &str) -> String {
+    if [".js", ".mjs", ".ts"].iter().any(|ext| name.ends_with(ext)) {
+        name.to_owned()
+    } else {
+        format!("{name}.js")
     }
 }
 

@@ -338,7 +338,29 @@ pub struct RunFailure {
     pub stack: Option<String>,
 }
 
+/// The file name the guest compiles every script under.
+const GUEST_FILE: &str = "script.js";
+/// How frames of the runtime's own JavaScript (the globals' prelude) are
+/// located in a stack.
+const RUNTIME_FRAME: &str = "(eval_script:";
+
 impl RunFailure {
+    /// The stack as the script's author reads it: frames located in
+    /// `file` (the script's name, or the path `scriptbox run` was given)
+    /// instead of the guest's `script.js`, and none of the runtime's own
+    /// frames (`fetch`, `settle`, `sdk` internals).
+    pub fn name_frames(&mut self, file: &str) {
+        let Some(stack) = &self.stack else { return };
+        let from = format!("({GUEST_FILE}:");
+        let to = format!("({file}:");
+        let named: Vec<String> = stack
+            .lines()
+            .filter(|line| !line.contains(RUNTIME_FRAME))
+            .map(|line| line.replace(&from, &to))
+            .collect();
+        self.stack = Some(named.join("\n"));
+    }
+
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -725,4 +747,29 @@ fn classify_trap(
     }
     tracing::error!(error = format!("{error:?}"), "the guest trapped");
     RunFailure::new(ErrorKind::Internal, format!("the sandbox trapped: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_name_the_script_and_hide_the_runtime_frames() {
+        let mut failure = RunFailure {
+            kind: ErrorKind::JsError,
+            message: "Error: refused".into(),
+            stack: Some(
+                "    at <anonymous> (eval_script:123:60)\n    at settle (eval_script:113:30)\n    \
+                 at inner (script.js:2:19)\n    at map (native)\n    at default (script.js:7:16)\n"
+                    .into(),
+            ),
+        };
+        failure.name_frames("charge.js");
+        assert_eq!(
+            failure.stack.as_deref(),
+            Some(
+                "    at inner (charge.js:2:19)\n    at map (native)\n    at default (charge.js:7:16)"
+            )
+        );
+    }
 }

@@ -31,7 +31,7 @@ fn run_prints_the_result_on_stdout_and_logs_on_stderr() {
 fn a_failing_script_exits_1_with_the_error_kind() {
     let file = script(
         "throw.js",
-        "export default () => { throw new Error('nope'); }",
+        "export default async () => {\n  await sdk.db.set('k', 5);\n}",
     );
     let out = scriptbox()
         .args(["run", file.to_str().unwrap()])
@@ -39,7 +39,20 @@ fn a_failing_script_exits_1_with_the_error_kind() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("js_error: Error: nope"), "{stderr}");
+    assert!(
+        stderr.starts_with("js_error: TypeError: value must be a string"),
+        "{stderr}"
+    );
+    // The stack locates the script by the path it was run from, and shows
+    // none of the runtime's own frames.
+    assert!(
+        stderr.contains(&format!("at default ({}:2:", file.display())),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("eval_script") && !stderr.contains("(script.js"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 
     let spin = script("spin.js", "export default () => { while (true) {} }");

@@ -149,6 +149,9 @@ async fn declared_secrets_and_vars_reach_the_run_and_are_masked_everywhere(url: 
         "{failed}"
     );
     assert!(!failed.to_string().contains(STRIPE), "{failed}");
+    // Its stack is located in the script's own name.
+    let stack = failed["error_stack"].as_str().unwrap();
+    assert!(stack.contains("at default (leaky.js:1:"), "{stack}");
 
     // A replaced value is what the next run reads.
     assert_eq!(
