@@ -429,6 +429,7 @@ async fn run_file(
         trigger: "manual",
         attempt: 0,
         env: Default::default(),
+        cron: None,
     };
     let request = RunRequest::new(&context, input.to_owned(), limits);
     let outcome = sandbox.run(&bytecode, request).await;

@@ -47,6 +47,7 @@ pub async fn run_as(
         trigger: "manual",
         attempt: 0,
         env: Default::default(),
+        cron: None,
     };
     let request = RunRequest::new(&context, input.to_string(), limits);
     sandbox.run(&bytecode, request).await

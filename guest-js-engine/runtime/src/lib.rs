@@ -139,19 +139,28 @@ fn run_module<'js>(
     settle(ctx, evaluated).map_err(thrown)?;
 
     let main: Value = module.get("default").map_err(thrown)?;
-    let Some(main) = main.as_function() else {
+    if !(main.is_function() || main.is_object()) {
         return Err(RunError {
             kind: ErrorKind::InvalidScript,
-            message: "the script has no default export function \
-                      (write `export default async function (input, ctx) { ... }`)"
+            message: "the script has no default export function or object of handlers \
+                      (write `export default async function (input, ctx) { ... }` or \
+                      `export default { async fetch(request, env, ctx) { ... } }`)"
                 .into(),
             stack: None,
         });
-    };
+    }
 
     let input = ctx.json_parse(input).map_err(thrown)?;
     let context = ctx.json_parse(context).map_err(thrown)?;
-    let returned: Value = main.call((input, context)).map_err(thrown)?;
+    // The function form is called directly; the handler form goes through
+    // the prelude's dispatch.
+    let returned: Value = match main.as_function() {
+        Some(main) => main.call((input, context)).map_err(thrown)?,
+        None => {
+            let invoke: Function = helpers.get("invoke").map_err(thrown)?;
+            invoke.call((main, input, context)).map_err(thrown)?
+        }
+    };
     let result = settle_value(ctx, returned).map_err(thrown)?;
 
     let to_reply: Function = helpers.get("toReply").map_err(thrown)?;

@@ -106,6 +106,52 @@
     }
   }
 
+  // A webhook call as Workers' `fetch(request, env, ctx)` receives it.
+  // `text()` of a JSON body is its JSON text as parsed by the host.
+  class Request {
+    #body;
+    constructor(input, init = {}) {
+      this.url = String(input?.url ?? input);
+      this.method = String(init.method ?? input?.method ?? "GET").toUpperCase();
+      this.headers = new Headers(init.headers ?? input?.headers);
+      this.#body = init.body ?? null;
+    }
+    async text() {
+      const body = this.#body;
+      if (body == null) return "";
+      if (typeof body === "string") return body;
+      if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return decoder.decode(toBytes(body));
+      // A JSON body the host parsed.
+      return JSON.stringify(body);
+    }
+    async json() { return JSON.parse(await this.text()); }
+    async arrayBuffer() {
+      const bytes = encoder.encode(await this.text());
+      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    }
+    // `application/x-www-form-urlencoded` bodies.
+    async formData() {
+      const form = new FormData();
+      for (const pair of (await this.text()).split("&")) {
+        if (!pair) continue;
+        const at = pair.indexOf("=");
+        const decode = (t) => decodeURIComponent(t.replace(/\+/g, " "));
+        form.append(decode(at < 0 ? pair : pair.slice(0, at)), decode(at < 0 ? "" : pair.slice(at + 1)));
+      }
+      return form;
+    }
+  }
+
+  class FormData {
+    #entries = [];
+    append(name, value) { this.#entries.push([String(name), String(value)]); }
+    get(name) { return this.#entries.find(([n]) => n === name)?.[1] ?? null; }
+    getAll(name) { return this.#entries.filter(([n]) => n === name).map(([, v]) => v); }
+    has(name) { return this.#entries.some(([n]) => n === name); }
+    entries() { return this.#entries[Symbol.iterator](); }
+    [Symbol.iterator]() { return this.#entries[Symbol.iterator](); }
+  }
+
   // Host calls complete before they return, so each promise is already
   // settled; `await` still works as scripts expect.
   const settle = (call) => {
@@ -158,13 +204,59 @@
   define("console", console);
   define("Headers", Headers);
   define("Response", Response);
+  define("Request", Request);
+  define("FormData", FormData);
   define("fetch", fetch);
   define("sdk", sdk);
   define("crypto", crypto);
   // The host's clock, so the host decides what "now" is.
   Date.now = () => host.now();
 
+  // The handler of each trigger in the handler form (an object of
+  // handlers as the default export, as in Cloudflare Workers).
+  const handlers = { webhook: "fetch", scheduled: "scheduled", manual: "run" };
+
   return {
+    // Calls the default export: a function gets `(input, ctx)`; an object
+    // of handlers gets the trigger's handler with `(event, env, ctx)`, and
+    // the run ends once the promises given to `ctx.waitUntil` settle.
+    invoke(exported, input, ctx) {
+      if (typeof exported === "function") return exported(input, ctx);
+      const name = handlers[ctx.trigger] ?? "run";
+      const handler = exported[name];
+      if (typeof handler !== "function") {
+        const has = Object.keys(handlers).map((t) => handlers[t]).filter((h) => typeof exported[h] === "function");
+        throw new TypeError(
+          `the default export has no ${name}() handler for a ${ctx.trigger} run` +
+          (has.length ? ` (it has ${has.join(", ")})` : ""));
+      }
+      const pending = [];
+      const { env, ...rest } = ctx;
+      const handlerCtx = {
+        ...rest,
+        waitUntil(promise) { pending.push(Promise.resolve(promise)); },
+        passThroughOnException() {},
+      };
+      let event = input;
+      if (name === "fetch") {
+        event = new Request(input.url ?? input.path, {
+          method: input.method, headers: input.headers, body: input.body ?? null,
+        });
+      } else if (name === "scheduled") {
+        event = { scheduledTime: Date.parse(input.scheduledAt), cron: ctx.cron ?? null, noRetry() {} };
+      }
+      const result = Promise.resolve(handler.call(exported, event, env, handlerCtx));
+      const drain = async () => {
+        for (const [i, outcome] of (await Promise.allSettled(pending)).entries()) {
+          if (outcome.status === "rejected") {
+            console.error(`ctx.waitUntil promise ${i + 1} rejected:`, outcome.reason);
+          }
+        }
+      };
+      return result.then(
+        async (value) => { await drain(); return value; },
+        async (error) => { await drain(); throw error; });
+    },
     // A `Response` returned by a script becomes the reply; anything else is
     // null and goes through JSON.
     toReply(result) {

@@ -777,6 +777,10 @@ impl ExecutionService {
             trigger: trigger.as_str(),
             attempt,
             env: Env(env),
+            cron: match trigger {
+                Trigger::Scheduled => script.schedule.clone(),
+                _ => None,
+            },
         };
         let request = RunRequest::new(&context, input.to_owned(), limits);
         let mut outcome = self.sandbox.run(&bytecode, request).await;

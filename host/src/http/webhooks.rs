@@ -149,7 +149,19 @@ async fn serve(
         .auth
         .as_ref()
         .is_some_and(|a| a.kind == AuthType::Bearer);
-    let input = request_input(&method, &path, &uri, &headers, &body, hide_authorization);
+    let mut url = state.public_url.webhook_url(tenant, &path);
+    if let Some(query) = uri.query() {
+        url = format!("{url}?{query}");
+    }
+    let input = request_input(
+        &method,
+        &url,
+        &path,
+        &uri,
+        &headers,
+        &body,
+        hide_authorization,
+    );
     drop(body);
     // A 202 promises a record; a sync reply leaves after the run's one
     // write has committed (docs/api.md, "When a run is recorded").

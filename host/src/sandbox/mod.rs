@@ -258,6 +258,10 @@ pub struct RunContext {
     pub attempt: i64,
     /// The script's vars and declared secrets.
     pub env: Env,
+    /// A scheduled run's cron expression (`controller.cron` in the handler
+    /// form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
 }
 
 /// A run's environment: names to values (vars and secrets alike). Its

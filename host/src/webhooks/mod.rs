@@ -85,11 +85,12 @@ impl WebhookConfig {
 /// Header naming the execution a webhook call started.
 pub const EXECUTION_HEADER: &str = "x-scriptbox-execution-id";
 
-/// The run's input: `{ method, path, headers, query, body }`. `body` is the
-/// parsed JSON when the content type is JSON and it parses, else the text
-/// (`null` when empty).
+/// The run's input: `{ method, url, path, headers, query, body }`. `url` is
+/// the public URL called, with its query; `body` is the parsed JSON when the
+/// content type is JSON and it parses, else the text (`null` when empty).
 pub fn request_input(
     method: &Method,
+    url: &str,
     path: &str,
     uri: &Uri,
     headers: &HeaderMap,
@@ -145,6 +146,7 @@ pub fn request_input(
     };
     json!({
         "method": method.as_str(),
+        "url": url,
         "path": path,
         "headers": header_map,
         "query": query,

@@ -5,6 +5,7 @@
 mod api;
 mod cron;
 mod examples;
+mod handlers;
 mod isolation;
 mod metrics;
 mod sandbox_contract;

@@ -143,6 +143,10 @@ async fn calls_reach_the_script_of_their_tenant_and_path(url: String) {
     let input = &result["input"];
     assert_eq!(input["method"], "PUT");
     assert_eq!(input["path"], "/echo");
+    assert_eq!(
+        input["url"],
+        format!("{}/acme/echo?x=1&x=2&y=3", node.public)
+    );
     assert_eq!(input["query"], json!({ "x": ["1", "2"], "y": "3" }));
     assert_eq!(input["headers"]["x-custom"], "yes");
     // Metadata never overwrites body fields.
