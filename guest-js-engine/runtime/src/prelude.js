@@ -99,6 +99,12 @@
       const bytes = toBytes(typeof this.#body === "string" ? this.#body : this.#body ?? "");
       return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     }
+    static redirect(url, status = 302) {
+      if (![301, 302, 303, 307, 308].includes(status)) {
+        throw new RangeError(`Response.redirect status must be 301, 302, 303, 307 or 308, got ${status}`);
+      }
+      return new Response(null, { status, headers: { location: String(url) } });
+    }
     static json(data, init = {}) {
       const headers = new Headers(init.headers);
       if (!headers.has("content-type")) headers.set("content-type", "application/json");

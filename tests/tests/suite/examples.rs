@@ -13,19 +13,21 @@ fn example(name: &str) -> String {
 #[tokio::test]
 async fn every_example_compiles() {
     let sandbox = sandbox();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut seen = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "js") {
-            let source = std::fs::read_to_string(&path).unwrap();
-            if let Err(e) = sandbox.compile(&source).await {
-                panic!("{}: {e}", path.display());
+    for dir in [root.clone(), root.join("workers")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "js") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                if let Err(e) = sandbox.compile(&source).await {
+                    panic!("{}: {e}", path.display());
+                }
+                seen += 1;
             }
-            seen += 1;
         }
     }
-    assert!(seen >= 4, "found {seen} examples");
+    assert!(seen >= 9, "found {seen} examples");
 }
 
 #[tokio::test]

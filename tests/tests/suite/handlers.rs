@@ -222,3 +222,144 @@ async fn a_missing_handler_fails_the_run_naming_it() {
     );
     node.stop().await;
 }
+
+fn workers_example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/workers")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Saves `file` of examples/workers as a webhook script at `/{path}`.
+async fn hook(node: &TestNode, key: &str, file: &str, path: &str, vars: Value) {
+    create(
+        node,
+        key,
+        json!({ "name": path, "trigger_type": "webhook", "webhook_path": path,
+                "source": workers_example(file), "vars": vars }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_examples_run_unchanged() {
+    let (node, key) = node().await;
+    // Redirects are answered, not followed, as a browser would see them.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let at = |path: &str| format!("{}/acme/{path}", node.public);
+
+    hook(&node, &key, "json-api.js", "api", json!({})).await;
+    let reply = client.get(at("api?id=7")).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers()["content-type"], "application/json");
+    assert_eq!(
+        reply.json::<Value>().await.unwrap(),
+        json!({ "id": "7", "found": true })
+    );
+    let reply = client.post(at("api")).body("x").send().await.unwrap();
+    assert_eq!(reply.status(), 405);
+    assert_eq!(reply.headers()["allow"], "GET");
+
+    hook(
+        &node,
+        &key,
+        "redirect.js",
+        "old",
+        json!({ "NEW_SITE": "https://new.example" }),
+    )
+    .await;
+    let reply = client.get(at("old?ref=mail")).send().await.unwrap();
+    assert_eq!(reply.status(), 301);
+    assert_eq!(
+        reply.headers()["location"],
+        "https://new.example/welcome?ref=mail"
+    );
+
+    hook(&node, &key, "read-body.js", "body", json!({})).await;
+    for (content_type, body, expected) in [
+        (
+            "application/json",
+            r#"{"a": [1, 2]}"#,
+            json!({ "kind": "json", "value": { "a": [1, 2] } }),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            "name=Ada+Lovelace&lang=en%2Dgb",
+            json!({ "kind": "form", "value": { "name": "Ada Lovelace", "lang": "en-gb" } }),
+        ),
+        (
+            "text/plain",
+            "just text",
+            json!({ "kind": "text", "value": "just text" }),
+        ),
+    ] {
+        let reply = client
+            .post(at("body"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{content_type}");
+        assert_eq!(reply.json::<Value>().await.unwrap(), expected);
+    }
+
+    hook(&node, &key, "cors.js", "cors", json!({})).await;
+    let reply = client
+        .request(reqwest::Method::OPTIONS, at("cors"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-headers", "x-custom")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 204);
+    assert_eq!(reply.headers()["access-control-allow-headers"], "x-custom");
+    assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+    let reply = client.get(at("cors")).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+
+    // The cron example counts its runs; its run() handler reports them.
+    let cron = create(
+        &node,
+        &key,
+        json!({ "name": "cron", "trigger_type": "scheduled", "schedule": "@every 1s",
+                "source": workers_example("cron-counter.js") }),
+    )
+    .await;
+    let id = cron["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let (_, page) = node
+            .call(
+                "GET",
+                &format!("/api/executions?script_id={id}&status=completed"),
+                Some(&key),
+                None,
+            )
+            .await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= 2 {
+            break items[0]["logs"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cron example did not run twice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let line = logs[0]["message"].as_str().unwrap();
+    assert!(
+        line.starts_with("run ") && line.contains(" by @every 1s at "),
+        "{line}"
+    );
+    let counted = run(&node, &key, id, Value::Null).await;
+    assert!(
+        counted["output"]["runs"].as_u64().unwrap() >= 2,
+        "{counted}"
+    );
+    node.stop().await;
+}
