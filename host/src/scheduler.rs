@@ -179,11 +179,23 @@ pub struct SchedulerHandle {
     inner: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
     wake: Notify,
+    /// When the handle was made: the node's start, for health.
+    created_ms: i64,
     last_tick_ms: AtomicI64,
     dead_counted_ms: AtomicI64,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            created_ms: now_ms(),
+            last_tick_ms: AtomicI64::new(0),
+            dead_counted_ms: AtomicI64::new(0),
+        }
+    }
 }
 
 impl SchedulerHandle {
@@ -195,6 +207,11 @@ impl SchedulerHandle {
     /// When the loop last passed, ms since the epoch (0: never).
     pub fn last_tick_ms(&self) -> i64 {
         self.inner.last_tick_ms.load(Ordering::Relaxed)
+    }
+
+    /// When this handle was made (the node's start), ms since the epoch.
+    pub fn created_ms(&self) -> i64 {
+        self.inner.created_ms
     }
 }
 
