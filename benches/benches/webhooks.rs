@@ -150,6 +150,7 @@ fn main() -> Result<()> {
             &NewScript {
                 name: "hook".into(),
                 source: "export default (input) => ({ ok: true, method: input.method })".into(),
+                language: Default::default(),
                 trigger_type: scriptbox::model::Trigger::Webhook,
                 schedule: None,
                 timezone: None,

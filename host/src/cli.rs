@@ -12,6 +12,7 @@ use crate::sandbox::{
     Sandbox, SandboxConfig,
 };
 use crate::store::{Db, StoreError};
+use crate::typescript::{self, Language};
 
 /// Exit code for a script that failed (threw, broke a limit, did not compile).
 const EXIT_SCRIPT_FAILED: u8 = 1;
@@ -341,10 +342,16 @@ fn cron_next(expr: &str, after: Option<&str>, zone: Option<&str>, count: usize) 
     ExitCode::SUCCESS
 }
 
+/// The script in `file`, as JavaScript: a `.ts` file has its types erased
+/// (positions kept, so errors point into the file).
 fn read_source(file: &Path) -> Result<String, ExitCode> {
-    std::fs::read_to_string(file).map_err(|error| {
+    let source = std::fs::read_to_string(file).map_err(|error| {
         eprintln!("error: cannot read {}: {error}", file.display());
         ExitCode::from(EXIT_USAGE)
+    })?;
+    typescript::to_javascript(Language::of_path(file), &source).map_err(|e| {
+        eprintln!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
+        ExitCode::from(EXIT_SCRIPT_FAILED)
     })
 }
 

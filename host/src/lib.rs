@@ -21,6 +21,7 @@
 //!   failure kind
 //! - [`settings`]: a script's structured settings, decoded strictly
 //! - [`secrets`]: tenants' secrets: the key, sealing values, masking runs
+//! - [`typescript`]: scripts' languages; TypeScript types erased in place
 //! - [`config`]: the typed, validated configuration
 //! - [`logging`]: `RUST_LOG` and `[log] format`
 //! - [`cli`]: the `scriptbox` command line
@@ -50,4 +51,5 @@ pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod typescript;
 pub mod webhooks;

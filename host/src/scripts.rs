@@ -18,6 +18,7 @@ use crate::scheduler::{SchedulerConfig, SchedulerHandle};
 use crate::secrets::{SecretError, Secrets, validate_name as validate_secret_name};
 use crate::settings::{self, AuthType, Misconfigured, RateLimit, WebhookAuth};
 use crate::store::{Db, NewScript, RETRY_DELAY_RANGE_MS, ScriptRecord, StoreError, Tenant};
+use crate::typescript::{self, Language};
 use crate::webhooks::{Limiters, Routes};
 
 /// The largest source accepted, bytes.
@@ -31,6 +32,8 @@ pub const MAX_VARS_BYTES: usize = 64 * 1024;
 pub struct ScriptChange {
     pub name: Option<String>,
     pub source: Option<String>,
+    /// `javascript` (default) or `typescript`.
+    pub language: Option<Language>,
     pub trigger_type: Option<Trigger>,
     pub schedule: Option<String>,
     pub timezone: Option<String>,
@@ -210,6 +213,7 @@ impl ScriptService {
         let ScriptChange {
             name,
             source,
+            language,
             trigger_type,
             schedule,
             timezone,
@@ -235,12 +239,14 @@ impl ScriptService {
         // Syntax errors are caught on save, not at the first run; the
         // bytecode is kept for the saved version, so the first run does not
         // compile the same source again.
-        let bytecode = self.compile(&source).await?;
+        let language = language.or(current.map(|c| c.language)).unwrap_or_default();
+        let bytecode = self.compile(language, &source).await?;
         let enabled = enabled.or(current.map(|c| c.enabled)).unwrap_or(true);
         let next_run_at = runs.next_run_at(enabled, current);
         let new = NewScript {
             name,
             source,
+            language,
             trigger_type: runs.trigger,
             schedule: runs.schedule,
             timezone: runs.timezone,
@@ -359,13 +365,28 @@ impl ScriptService {
         Ok((max_retries, retry_delay_ms))
     }
 
-    async fn compile(&self, source: &str) -> Result<Arc<Bytecode>> {
-        match self.sandbox.compile(source).await {
-            Ok(bytecode) => Ok(bytecode),
-            Err(CompileFailure::Syntax(e)) => Err(invalid(format!(
+    async fn compile(&self, language: Language, source: &str) -> Result<Arc<Bytecode>> {
+        let javascript = typescript::to_javascript(language, source).map_err(|e| {
+            invalid(format!(
                 "syntax error at line {}, column {}: {}",
                 e.line, e.column, e.message
-            ))),
+            ))
+        })?;
+        match self.sandbox.compile(&javascript).await {
+            Ok(bytecode) => Ok(bytecode),
+            Err(CompileFailure::Syntax(e)) => {
+                let hint = if language == Language::JavaScript
+                    && typescript::looks_like_typescript(source)
+                {
+                    " (this looks like TypeScript: set language to typescript)"
+                } else {
+                    ""
+                };
+                Err(invalid(format!(
+                    "syntax error at line {}, column {}: {}{hint}",
+                    e.line, e.column, e.message
+                )))
+            }
             Err(CompileFailure::Sandbox(failure)) => Err(ScriptError::Unavailable(format!(
                 "the script could not be compiled: {failure}"
             ))),

@@ -270,6 +270,7 @@ mod tests {
             tenant_id: "t1".into(),
             name: "n".into(),
             source: String::new(),
+            language: crate::typescript::Language::JavaScript,
             version: 1,
             trigger_type: Trigger::Webhook,
             schedule: None,

@@ -19,7 +19,8 @@ pub use fair::{Admission, Slot, TenantBusy, TenantGate};
 pub use crate::model::Trigger;
 use crate::model::{ExecutionId, ExecutionStatus, FailureKind, TenantId};
 use crate::sandbox::{
-    CompileFailure, Env, RunContext, RunFailure, RunOutcome, RunRequest, Sandbox,
+    Bytecode, CompileError, CompileFailure, Env, RunContext, RunFailure, RunOutcome, RunRequest,
+    Sandbox,
 };
 use crate::secrets::{Masks, Secrets};
 use crate::settings::ScriptSettings;
@@ -27,6 +28,7 @@ use crate::store::{
     Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, Pending, RetryPolicy,
     ScriptRecord, StoreError, StoreResult, Writer,
 };
+use crate::typescript::{self, Language};
 use tracing::Instrument;
 
 /// How often a node records that it is alive, and how old a heartbeat may be
@@ -736,11 +738,7 @@ impl ExecutionService {
                 });
             }
         };
-        let bytecode = match self
-            .sandbox
-            .compile_cached(script.id.as_str(), script.version, &script.source)
-            .await
-        {
+        let bytecode = match self.bytecode(script).await {
             Ok(bytecode) => bytecode,
             Err(CompileFailure::Syntax(e)) => {
                 return failed(RunFailure {
@@ -785,12 +783,36 @@ impl ExecutionService {
         let request = RunRequest::new(&context, input.to_owned(), limits);
         let mut outcome = self.sandbox.run(&bytecode, request).await;
         if let Err(failure) = &mut outcome.result {
-            failure.name_frames(&script_file(&script.name));
+            failure.name_frames(&script_file(&script.name, script.language));
         }
         if !masks.is_empty() {
             mask(&mut outcome, &masks);
         }
         outcome
+    }
+
+    /// A script version's bytecode: cached, or compiled (TypeScript erased
+    /// first) and cached.
+    async fn bytecode(&self, script: &ScriptRecord) -> Result<Arc<Bytecode>, CompileFailure> {
+        let (id, version) = (script.id.as_str(), script.version);
+        if script.language == Language::JavaScript {
+            return self
+                .sandbox
+                .compile_cached(id, version, &script.source)
+                .await;
+        }
+        if let Some(hit) = self.sandbox.cached(id, version) {
+            return Ok(hit);
+        }
+        let javascript =
+            typescript::to_javascript(script.language, &script.source).map_err(|e| {
+                CompileFailure::Syntax(CompileError {
+                    message: e.message,
+                    line: e.line,
+                    column: e.column,
+                })
+            })?;
+        self.sandbox.compile_cached(id, version, &javascript).await
     }
 
     /// Marks open runs of dead nodes (all others, on an unshared database)
@@ -830,13 +852,16 @@ impl ExecutionService {
     }
 }
 
-/// The file a script's stack frames are located in: its name, with `.js`
-/// unless it names a file already.
-fn script_file(name: &str) -> String {
-    if [".js", ".mjs", ".ts"].iter().any(|ext| name.ends_with(ext)) {
+/// The file a script's stack frames are located in: its name, with its
+/// language's extension unless it names a file already.
+fn script_file(name: &str, language: Language) -> String {
+    if [".js", ".mjs", ".ts", ".mts"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+    {
         name.to_owned()
     } else {
-        format!("{name}.js")
+        format!("{name}.{}", language.extension())
     }
 }
 

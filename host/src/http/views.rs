@@ -11,6 +11,7 @@ use crate::model::{ExecutionId, ExecutionStatus, FailureKind, ScriptId, TenantId
 use crate::sandbox::LimitOverrides;
 use crate::settings::{self, AuthType, RateLimit};
 use crate::store::{ExecutionRecord, ScriptRecord, SecretEntry};
+use crate::typescript::Language;
 
 /// Milliseconds since the epoch, sent as RFC 3339.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,7 @@ pub struct ScriptView {
     id: ScriptId,
     name: String,
     source: String,
+    language: Language,
     version: i64,
     trigger_type: Trigger,
     schedule: Option<String>,
@@ -175,6 +177,7 @@ impl ScriptView {
             id: s.id,
             name: s.name,
             source: s.source,
+            language: s.language,
             version: s.version,
             trigger_type: s.trigger_type,
             schedule: s.schedule,

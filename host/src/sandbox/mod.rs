@@ -529,6 +529,13 @@ impl Sandbox {
         }
     }
 
+    /// A script version's bytecode if it is cached (counted as a hit).
+    pub fn cached(&self, script_id: &str, version: i64) -> Option<Arc<Bytecode>> {
+        let hit = self.compiled.get(&(script_id.to_owned(), version))?;
+        self.compile_cache.hits.inc();
+        Some(hit)
+    }
+
     /// The bytecode of a script version, compiled once and then cached.
     pub async fn compile_cached(
         &self,

@@ -4,6 +4,7 @@
 
 use super::{Db, StoreError, StoreResult, is_unique_violation, now_ms, on_pool};
 use crate::model::{ScriptId, TenantId, Trigger};
+use crate::typescript::Language;
 
 /// A script as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -12,6 +13,7 @@ pub struct ScriptRecord {
     pub tenant_id: TenantId,
     pub name: String,
     pub source: String,
+    pub language: Language,
     pub version: i64,
     pub trigger_type: Trigger,
     pub schedule: Option<String>,
@@ -39,6 +41,7 @@ pub struct ScriptRecord {
 pub struct NewScript {
     pub name: String,
     pub source: String,
+    pub language: Language,
     pub trigger_type: Trigger,
     pub schedule: Option<String>,
     pub timezone: Option<String>,
@@ -56,7 +59,7 @@ pub struct NewScript {
 }
 
 /// The columns of a [`ScriptRecord`], in its field order.
-pub(super) const COLUMNS: &str = "id, tenant_id, name, source, version, trigger_type, schedule, \
+pub(super) const COLUMNS: &str = "id, tenant_id, name, source, language, version, trigger_type, schedule, \
     timezone, webhook_path, enabled, limits, rate_limit, webhook_auth, webhook_methods, secrets, \
     vars, max_retries, retry_delay_ms, next_run_at, last_executed_at, created_at, updated_at";
 
@@ -79,6 +82,7 @@ impl Db {
             tenant_id: tenant_id.clone(),
             name: new.name.clone(),
             source: new.source.clone(),
+            language: new.language,
             version: 1,
             trigger_type: new.trigger_type,
             schedule: new.schedule.clone(),
@@ -101,12 +105,13 @@ impl Db {
         let sql = format!(
             "INSERT INTO scripts ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-             $20, $21, $22)"
+             $20, $21, $22, $23)"
         );
         let r = &record;
         let result = on_pool!(self, pool => {
             sqlx::query(&sql)
-                .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.source).bind(r.version)
+                .bind(&r.id).bind(&r.tenant_id).bind(&r.name).bind(&r.source).bind(r.language)
+                .bind(r.version)
                 .bind(r.trigger_type).bind(&r.schedule).bind(&r.timezone).bind(&r.webhook_path)
                 .bind(r.enabled).bind(&r.limits).bind(&r.rate_limit).bind(&r.webhook_auth)
                 .bind(&r.webhook_methods).bind(&r.secrets).bind(&r.vars)
@@ -162,7 +167,7 @@ impl Db {
             trigger_type = $5, schedule = $6, timezone = $7, webhook_path = $8, enabled = $9, \
             limits = $10, rate_limit = $11, webhook_auth = $12, webhook_methods = $13, \
             max_retries = $14, retry_delay_ms = $15, next_run_at = $16, updated_at = $17, \
-            secrets = $18, vars = $19 \
+            secrets = $18, vars = $19, language = $20 \
             WHERE tenant_id = $1 AND id = $2";
         let result = on_pool!(self, pool => {
             sqlx::query(sql)
@@ -171,7 +176,7 @@ impl Db {
                 .bind(&new.webhook_path).bind(new.enabled).bind(&new.limits)
                 .bind(&new.rate_limit).bind(&new.webhook_auth).bind(&new.webhook_methods)
                 .bind(new.max_retries).bind(new.retry_delay_ms).bind(new.next_run_at)
-                .bind(now_ms()).bind(&new.secrets).bind(&new.vars)
+                .bind(now_ms()).bind(&new.secrets).bind(&new.vars).bind(new.language)
                 .execute(pool).await.map(|r| r.rows_affected())
         });
         match result {

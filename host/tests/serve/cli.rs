@@ -65,6 +65,37 @@ fn a_failing_script_exits_1_with_the_error_kind() {
 }
 
 #[test]
+fn typescript_files_run_with_their_types_erased() {
+    let file = script(
+        "typed.ts",
+        "interface In { n: number }\n\nexport default (input: In): number => {\n  \
+         if (input.n > 1) throw new Error('too big');\n  return input.n + 1;\n};\n",
+    );
+    let out = scriptbox()
+        .args(["run", file.to_str().unwrap(), "--input", r#"{"n":1}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    // The error points at line 4 of the .ts file.
+    let out = scriptbox()
+        .args(["run", file.to_str().unwrap(), "--input", r#"{"n":5}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("({}:4:", file.display())),
+        "{stderr}"
+    );
+    let out = scriptbox()
+        .args(["check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+#[test]
 fn bad_usage_exits_2() {
     let file = script("fine.js", "export default () => 1");
     let cases: [&[&str]; 4] = [

@@ -14,5 +14,6 @@ mod sandbox_fuel_budgets;
 mod sandbox_limits;
 mod scheduler;
 mod secrets;
+mod typescript;
 mod webhooks;
 mod writer;

@@ -28,6 +28,7 @@ async fn script(db: &Db) -> scriptbox::store::ScriptRecord {
     let new = NewScript {
         name: "s".into(),
         source: "export default () => 1".into(),
+        language: Default::default(),
         trigger_type: Trigger::Manual,
         schedule: None,
         timezone: None,
