@@ -57,9 +57,7 @@ pub async fn start(config: &Config) -> Result<Node> {
         metrics.runs.clone(),
         secrets.clone(),
     );
-    db.heartbeat(exec.node_id())
-        .await
-        .context("registering this node")?;
+    exec.announce().await.context("registering this node")?;
     let abandoned = exec.recover().await.context("recovering open runs")?;
     if abandoned > 0 {
         tracing::warn!(

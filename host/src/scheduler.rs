@@ -109,14 +109,11 @@ pub const MAX_IDLE: Duration = Duration::from_millis(500);
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(5);
 /// Scripts (or retries) claimed per transaction.
 const BATCH: i64 = 200;
-/// How long before its fire time an occurrence is claimed. Off (0): at
-/// 250 ms it kept 1,000 occurrences a second at a p99 lag under 60 ms, but an
-/// occurrence claimed by a node that then dies stays open until recovery
-/// (30 s on PostgreSQL), and by the overlap rule it blocks the script's
-/// next occurrences until then; a claimed-not-yet-run occurrence is held
-/// for up to this long every second, so a killed node hits it often. To be
-/// turned on once the overlap rule ignores runs of nodes that stopped.
-pub const CLAIM_AHEAD: Duration = Duration::from_millis(0);
+/// How long before its fire time an occurrence is claimed (its run then
+/// waits for the fire time). A claimed occurrence whose node dies before
+/// running it stays open until recovery, but blocks nothing meanwhile: the
+/// overlap rule ignores runs of nodes without their presence lock.
+pub const CLAIM_AHEAD: Duration = Duration::from_millis(250);
 
 /// The zone a script's schedule runs in: the expression's `CRON_TZ=`/`TZ=`
 /// prefix, else the script's `timezone`, else UTC.

@@ -25,8 +25,8 @@ use crate::sandbox::{
 use crate::secrets::{Masks, Secrets};
 use crate::settings::ScriptSettings;
 use crate::store::{
-    Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, Pending, RetryPolicy,
-    ScriptRecord, StoreError, StoreResult, Writer,
+    Db, ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution, Pending, Presence,
+    RetryPolicy, ScriptRecord, StoreError, StoreResult, Writer,
 };
 use crate::typescript::{self, Language};
 use tracing::Instrument;
@@ -211,6 +211,8 @@ pub struct ExecutionService {
     waiting_input: Arc<std::sync::atomic::AtomicUsize>,
     /// Opens the secrets a script declares, for its runs.
     secrets: Secrets,
+    /// This node's presence lock on a shared database.
+    presence: Arc<Presence>,
 }
 
 /// Runs in progress or waiting for a slot on this node, so shutdown can
@@ -272,6 +274,7 @@ impl ExecutionService {
             gate,
             waiting_input: Arc::default(),
             secrets,
+            presence: Arc::default(),
         }
     }
 
@@ -828,11 +831,18 @@ impl ExecutionService {
             .await
     }
 
+    /// Records that this node is alive: a heartbeat, and on a shared
+    /// database its presence lock (taken again if its connection dropped).
+    pub async fn announce(&self) -> StoreResult<()> {
+        self.db.heartbeat(&self.node_id).await?;
+        self.db.hold_presence(&self.node_id, &self.presence).await
+    }
+
     /// Heartbeats and sweeps for abandoned runs until `shutdown` resolves.
     pub async fn keep_alive(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            if let Err(error) = self.db.heartbeat(&self.node_id).await {
+            if let Err(error) = self.announce().await {
                 tracing::warn!(error = format!("{error:#}"), "heartbeat failed");
             }
             if self.db.is_shared() {

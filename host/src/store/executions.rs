@@ -304,14 +304,4 @@ impl Db {
             Ok(rows.len() as u64)
         })
     }
-
-    /// Records that `node_id` is alive.
-    pub async fn heartbeat(&self, node_id: &str) -> StoreResult<()> {
-        let sql = "INSERT INTO nodes (id, heartbeat_at) VALUES ($1, $2) \
-            ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
-        on_pool!(self, pool => {
-            sqlx::query(sql).bind(node_id).bind(now_ms()).execute(pool).await.map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
 }

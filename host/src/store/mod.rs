@@ -9,6 +9,7 @@
 
 mod executions;
 mod kv;
+mod nodes;
 mod schedule;
 mod scripts;
 mod secrets;
@@ -27,6 +28,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use executions::{ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution};
 pub use kv::DbKv;
+pub use nodes::Presence;
 pub use schedule::{
     Backoff, Claim, DueScript, Plan, RETRY_DELAY_RANGE_MS, RetryPolicy, scheduled_input,
 };

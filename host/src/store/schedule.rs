@@ -163,8 +163,9 @@ impl Db {
 
     /// Claims up to `limit` scripts due by `due_by`: moves each one's
     /// `next_run_at` to what `plan` says and, unless its previous scheduled
-    /// run is still open, inserts a `queued` execution of the occurrence
-    /// owned by `node_id`. Scripts another node is claiming are skipped.
+    /// run is still open (on a live node: see [`super::Presence`]), inserts
+    /// a `queued` execution of the occurrence owned by `node_id`. Scripts
+    /// another node is claiming are skipped.
     pub async fn claim_due_scripts(
         &self,
         due_by: i64,
@@ -192,17 +193,30 @@ impl Db {
             if due.is_empty() {
                 return Ok(Vec::new());
             }
-            // Which of them still have a scheduled run open.
+            // Which of them still have a scheduled run open. On a shared
+            // database a run counts only if its node is this one or holds
+            // its presence lock: a dead node's runs cannot still be going.
             let placeholders: Vec<String> = (1..=due.len()).map(|i| format!("${i}")).collect();
+            let live = match self {
+                Db::Sqlite(_) => String::new(),
+                Db::Postgres(_) => format!(
+                    " AND (node_id = ${} OR node_id IN ({}))",
+                    due.len() + 1,
+                    super::nodes::PRESENT_NODES
+                ),
+            };
             let open_sql = format!(
                 "SELECT DISTINCT script_id FROM executions \
                  WHERE status IN ('queued', 'running') AND run_after IS NULL \
-                 AND trigger_type = 'scheduled' AND script_id IN ({})",
+                 AND trigger_type = 'scheduled' AND script_id IN ({}){live}",
                 placeholders.join(", ")
             );
             let mut open_query = sqlx::query_as::<_, (ScriptId,)>(&open_sql);
             for script in &due {
                 open_query = open_query.bind(&script.record.id);
+            }
+            if !live.is_empty() {
+                open_query = open_query.bind(node_id);
             }
             let open: std::collections::HashSet<ScriptId> =
                 open_query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();

@@ -15,6 +15,7 @@ scriptbox_tests::on_both_backends!(
     a_missed_occurrence_runs_once_then_the_schedule_resumes,
     claims_with_a_chosen_clock_catch_up_once_and_never_twice,
     an_occurrence_whose_previous_run_is_still_going_is_skipped,
+    an_open_run_blocks_the_next_occurrence_only_while_its_node_lives,
     failed_runs_are_retried_then_dead,
     pending_retries_survive_a_restart,
     finding_due_work_uses_the_indexes,
@@ -399,6 +400,115 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
         .await
         .unwrap();
     assert!(claims.is_empty(), "caught up more than once: {claims:?}");
+    node.stop().await;
+}
+
+/// The overlap rule across nodes: another node's open run blocks the
+/// script's next occurrence while that node lives. On PostgreSQL, once the
+/// node's connections end (as when its process is killed) its run no
+/// longer blocks, long before recovery would close it; a SQLite file has
+/// one node, whose open runs block until its next start closes them.
+async fn an_open_run_blocks_the_next_occurrence_only_while_its_node_lives(url: String) {
+    use scriptbox::store::{DatabaseConfig, Db, Presence};
+    use sqlx::Connection;
+
+    let node = TestNode::start_with(&url, |c| c.scheduler.enabled = false).await;
+    let key = node.tenant("acme").await;
+    let script = create(
+        &node,
+        &key,
+        json!({
+            "name": "quarter",
+            "source": "export default () => 1",
+            "trigger_type": "scheduled",
+            "schedule": "*/15 * * * *",
+        }),
+    )
+    .await;
+    let id = script["id"].as_str().unwrap();
+    let db = node.exec.db();
+    let plan = |s: &DueScript, now: i64| scriptbox::scheduler::plan(s, now);
+    let quarter = 15 * 60_000;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2030-01-01T10:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    db.set_next_run(&id.into(), Some(t0)).await.unwrap();
+
+    // Another node, with connections of its own, claims an occurrence and
+    // has not run it yet.
+    let other = Db::open(&DatabaseConfig {
+        url: url.clone(),
+        ..DatabaseConfig::default()
+    })
+    .await
+    .unwrap();
+    let presence = Presence::default();
+    other.heartbeat("other").await.unwrap();
+    other.hold_presence("other", &presence).await.unwrap();
+    let claims = other
+        .claim_due_scripts(t0, 10, "other", |s| plan(s, t0))
+        .await
+        .unwrap();
+    assert!(claims[0].execution_id.is_some(), "{claims:?}");
+
+    // While it lives, its open run blocks the next occurrence.
+    let t1 = t0 + quarter;
+    let claims = db
+        .claim_due_scripts(t1, 10, node.exec.node_id(), |s| plan(s, t1))
+        .await
+        .unwrap();
+    assert!(claims[0].execution_id.is_none(), "overlap must skip");
+
+    // It dies: its connections end.
+    let postgres = url.starts_with("postgres");
+    let advisory_locks = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' \
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let mut watcher = if postgres {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let (held,): (i64,) = sqlx::query_as(advisory_locks)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(held, 2, "each node holds its presence lock");
+        Some(conn)
+    } else {
+        None
+    };
+    drop(presence);
+    other.close().await;
+    if let Some(conn) = watcher.as_mut() {
+        // The server notices the closed socket on its own time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (held,): (i64,) = sqlx::query_as(advisory_locks)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            if held == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the dead node's lock stayed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let t2 = t1 + quarter;
+    let claims = db
+        .claim_due_scripts(t2, 10, node.exec.node_id(), |s| plan(s, t2))
+        .await
+        .unwrap();
+    assert_eq!(
+        claims[0].execution_id.is_some(),
+        postgres,
+        "on PostgreSQL a dead node's run must not block; on SQLite it does until recovery"
+    );
+    // The dead node's run is still open: only recovery closes it.
+    let open = executions(&node, &key, id)
+        .await
+        .into_iter()
+        .filter(|e| e["status"] == "queued")
+        .count();
+    assert_eq!(open, if postgres { 2 } else { 1 });
     node.stop().await;
 }
 
