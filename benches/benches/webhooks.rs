@@ -165,6 +165,8 @@ fn main() -> Result<()> {
                 max_retries: 0,
                 retry_delay_ms: 1000,
                 next_run_at: None,
+                retention_max_age_ms: None,
+                retention_max_per_script: None,
             },
         )
         .await?;

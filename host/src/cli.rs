@@ -80,6 +80,18 @@ pub enum Command {
         #[command(subcommand)]
         command: CronCommand,
     },
+    /// Copy the SQLite database to FILE while the service may be running
+    /// (a consistent snapshot), with its secrets key beside it.
+    Backup {
+        /// Where to write the copy; must not exist.
+        file: PathBuf,
+        /// A TOML config file naming the database (see scriptbox.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Database URL (overrides the config): sqlite://FILE.
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -226,6 +238,80 @@ async fn create_tenant(config: Config, name: &str) -> ExitCode {
     }
 }
 
+/// `scriptbox backup FILE`: `VACUUM INTO` FILE, then the secrets key file
+/// (when the database keeps it beside itself) to `FILE.secrets-key`.
+async fn backup(config: Config, file: &Path) -> ExitCode {
+    if !config.database.url.starts_with("sqlite:") {
+        eprintln!(
+            "error: backup copies a SQLite database; back up PostgreSQL with pg_dump (docs/operations.md)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if file.exists() {
+        eprintln!(
+            "error: {} already exists; give a new file name",
+            file.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let db = match Db::open(&config.database).await {
+        Ok(db) => db,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(EXIT_SCRIPT_FAILED);
+        }
+    };
+    let copied = db.backup_into(file).await;
+    db.close().await;
+    if let Err(error) = copied {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(EXIT_SCRIPT_FAILED);
+    }
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "copied {} to {} ({size} bytes)",
+        config.database.url,
+        file.display()
+    );
+    let url = &config.database.url;
+    match config.secrets.default_key_file(url) {
+        Some(key) if key.exists() => {
+            let target = crate::secrets::key_file_beside(&format!("sqlite://{}", file.display()));
+            let Some(target) = target else {
+                return ExitCode::SUCCESS;
+            };
+            if let Err(error) = copy_private(&key, &target) {
+                eprintln!(
+                    "error: copying the secrets key {} to {}: {error}",
+                    key.display(),
+                    target.display()
+                );
+                return ExitCode::from(EXIT_SCRIPT_FAILED);
+            }
+            println!(
+                "copied the secrets key to {} (mode 0600): keep it with the copy, secrets cannot be read without it",
+                target.display()
+            );
+        }
+        Some(_) => {}
+        None => println!(
+            "the secrets key is configured (secrets.key or secrets.key_file) and not copied: restore with the same key"
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Copies `from` to a new file `to` readable by its owner only.
+fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let bytes = std::fs::read(from)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(to)?.write_all(&bytes)
+}
+
 pub async fn execute(cli: Cli) -> ExitCode {
     // `serve` sets up logging once its configuration is read; one-shot
     // commands only warn.
@@ -284,6 +370,20 @@ pub async fn execute(cli: Cli) -> ExitCode {
                     count,
                 },
         } => cron_next(&expr, after.as_deref(), zone.as_deref(), count),
+        Command::Backup {
+            file,
+            config,
+            database,
+        } => match load_config(
+            config.as_deref(),
+            Overrides {
+                database,
+                ..Overrides::default()
+            },
+        ) {
+            Ok(config) => backup(config, &file).await,
+            Err(code) => code,
+        },
         Command::Tenant {
             command:
                 TenantCommand::Create {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::logging::LogConfig;
 use crate::metrics::MetricsConfig;
+use crate::retention::RetentionConfig;
 use crate::sandbox::{FetchConfig, SandboxConfig};
 use crate::scheduler::SchedulerConfig;
 use crate::secrets::SecretsConfig;
@@ -36,6 +37,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub secrets: SecretsConfig,
+    pub retention: RetentionConfig,
     /// On SIGINT/SIGTERM, how long running executions may take to finish,
     /// ms; the rest are recorded as failed (`shutdown`).
     pub shutdown_timeout_ms: u64,
@@ -53,6 +55,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             secrets: SecretsConfig::default(),
+            retention: RetentionConfig::default(),
             shutdown_timeout_ms: 30_000,
         }
     }
@@ -104,6 +107,7 @@ impl Config {
         self.sandbox.validate().map_err(anyhow::Error::msg)?;
         self.webhooks.validate().map_err(anyhow::Error::msg)?;
         self.scheduler.validate().map_err(anyhow::Error::msg)?;
+        self.retention.validate().map_err(anyhow::Error::msg)?;
         self.webhooks.public_url().map_err(anyhow::Error::msg)?;
         Ok(())
     }

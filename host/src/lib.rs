@@ -16,6 +16,7 @@
 //! - [`scripts`]: `ScriptService`, saving scripts and the caches around them
 //! - [`node`]: a node's services, assembled from its configuration
 //! - [`server`]: `scriptbox serve`: both listeners and shutdown
+//! - [`retention`]: deleting old executions, in bounded batches
 //! - [`cron`]: cron expressions with robfig/cron semantics
 //! - [`model`]: the words every layer speaks about runs: trigger, status,
 //!   failure kind
@@ -44,6 +45,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod retention;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scripts;

@@ -225,6 +225,18 @@ pub struct Metrics {
     sandbox: Option<Sandbox>,
     pub scheduler: SchedulerMetrics,
     pub webhooks: WebhookMetrics,
+    pub retention: RetentionMetrics,
+}
+
+/// Retention metrics.
+#[derive(Clone)]
+pub struct RetentionMetrics {
+    /// `scriptbox_retention_deleted_total`: executions deleted by
+    /// retention on this node.
+    pub deleted: IntCounter,
+    /// `scriptbox_database_bytes`: what the database occupies (the SQLite
+    /// file's pages, or `pg_database_size`), as of the last sweep.
+    pub database_bytes: IntGauge,
 }
 
 /// Webhook metrics.
@@ -341,6 +353,24 @@ impl Metrics {
         ] {
             webhooks.rejected.with_label_values(&[reason]);
         }
+        let retention = RetentionMetrics {
+            deleted: IntCounter::new(
+                "scriptbox_retention_deleted_total",
+                "Executions deleted by retention on this node",
+            )
+            .expect("valid metric"),
+            database_bytes: IntGauge::new(
+                "scriptbox_database_bytes",
+                "Bytes the database occupies, as of the last retention sweep",
+            )
+            .expect("valid metric"),
+        };
+        for metric in [
+            Box::new(retention.deleted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retention.database_bytes.clone()),
+        ] {
+            registry.register(metric).expect("unique metric names");
+        }
         let s = &scheduler;
         for metric in [
             Box::new(s.ticks.clone()) as Box<dyn prometheus::core::Collector>,
@@ -361,6 +391,7 @@ impl Metrics {
             sandbox: None,
             scheduler,
             webhooks,
+            retention,
         }
     }
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::cron::{Location, Time};
 use crate::model::{ScriptId, Trigger};
+use crate::retention::ScriptRetention;
 use crate::sandbox::{Bytecode, CompileFailure, LimitOverrides, Sandbox};
 use crate::scheduler::{SchedulerConfig, SchedulerHandle};
 use crate::secrets::{SecretError, Secrets, validate_name as validate_secret_name};
@@ -51,6 +52,9 @@ pub struct ScriptChange {
     /// integer at all) is an error naming the field, never wrapped.
     pub max_retries: Option<serde_json::Number>,
     pub retry_delay_ms: Option<serde_json::Number>,
+    /// How long and how many of its executions are kept, when not as the
+    /// node's `[retention]` says.
+    pub retention: Option<ScriptRetention>,
 }
 
 /// Why a change was refused.
@@ -227,6 +231,7 @@ impl ScriptService {
             vars,
             max_retries,
             retry_delay_ms,
+            retention,
         } = change;
         let (name, source) = identity(name, source, current)?;
         let runs = Runs::merge(trigger_type, schedule, timezone, webhook_path, current)?;
@@ -236,6 +241,14 @@ impl ScriptService {
         let webhook_methods = merge_methods(webhook_methods, current)?;
         let (max_retries, retry_delay_ms) = self.retries(max_retries, retry_delay_ms, current)?;
         let (secrets, vars) = self.environment(tenant, secrets, vars, current).await?;
+        let retention = match (retention, current) {
+            (Some(retention), _) => {
+                retention.check().map_err(ScriptError::Invalid)?;
+                retention
+            }
+            (None, Some(c)) => ScriptRetention::of(c),
+            (None, None) => ScriptRetention::default(),
+        };
         // Syntax errors are caught on save, not at the first run; the
         // bytecode is kept for the saved version, so the first run does not
         // compile the same source again.
@@ -261,6 +274,8 @@ impl ScriptService {
             max_retries,
             retry_delay_ms,
             next_run_at,
+            retention_max_age_ms: retention.max_age.map(|age| age.as_ms()),
+            retention_max_per_script: retention.max_per_script,
         };
         Ok((new, bytecode))
     }

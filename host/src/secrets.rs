@@ -70,12 +70,8 @@ impl SecretsConfig {
         }
         let file = match &self.key_file {
             Some(file) => file.clone(),
-            None => match sqlite_file(database_url) {
-                Some(database) => {
-                    let mut name = database.into_os_string();
-                    name.push(".secrets-key");
-                    PathBuf::from(name)
-                }
+            None => match key_file_beside(database_url) {
+                Some(file) => file,
                 None if database_url.starts_with("sqlite:") => {
                     // An in-memory database keeps nothing; neither does its key.
                     return Ok(Some(SecretKey::generate()?));
@@ -85,6 +81,22 @@ impl SecretsConfig {
         };
         SecretKey::from_file(&file).map(Some)
     }
+
+    /// The key file beside the SQLite database that this configuration
+    /// uses, if it uses one (no `key`, no `key_file`, a database file).
+    pub fn default_key_file(&self, database_url: &str) -> Option<PathBuf> {
+        if self.key.is_some() || self.key_file.is_some() {
+            return None;
+        }
+        key_file_beside(database_url)
+    }
+}
+
+/// `<database file>.secrets-key`, for a SQLite database in a file.
+pub fn key_file_beside(database_url: &str) -> Option<PathBuf> {
+    let mut name = sqlite_file(database_url)?.into_os_string();
+    name.push(".secrets-key");
+    Some(PathBuf::from(name))
 }
 
 /// The path of a SQLite database file named by `url`, if it is one.

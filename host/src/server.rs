@@ -113,7 +113,8 @@ fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 's
 }
 
 /// The node's background tasks, until `stop`: heartbeats and recovery, the
-/// scheduler loop (when enabled), pool sampling for the dashboard.
+/// scheduler loop (when enabled), retention, pool sampling for the
+/// dashboard.
 fn start_background(
     node: &Node,
     pool_history: &PoolHistory,
@@ -127,6 +128,12 @@ fn start_background(
                 .sample(node.sandbox.clone(), stopped(stop)),
         ),
     ];
+    let retention = crate::retention::Retention::new(
+        node.db.clone(),
+        node.config.retention.clone(),
+        node.metrics.retention.clone(),
+    );
+    tasks.push(tokio::spawn(retention.run(stopped(stop))));
     if node.config.scheduler.enabled {
         let scheduler = Scheduler::new(
             node.db.clone(),

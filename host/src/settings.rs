@@ -289,6 +289,8 @@ mod tests {
             last_executed_at: None,
             created_at: 0,
             updated_at: 0,
+            retention_max_age_ms: None,
+            retention_max_per_script: None,
         }
     }
 

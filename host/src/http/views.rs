@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{ExecutionId, ExecutionStatus, FailureKind, ScriptId, TenantId, Trigger};
+use crate::retention::ScriptRetention;
 use crate::sandbox::LimitOverrides;
 use crate::settings::{self, AuthType, RateLimit};
 use crate::store::{ExecutionRecord, ScriptRecord, SecretEntry};
@@ -146,6 +147,8 @@ pub struct ScriptView {
     vars: Option<BTreeMap<String, String>>,
     max_retries: i64,
     retry_delay_ms: i64,
+    /// The script's own retention limits (`null`: the node's).
+    retention: ScriptRetention,
     next_run_at: Option<Rfc3339>,
     last_executed_at: Option<Rfc3339>,
     created_at: Rfc3339,
@@ -165,6 +168,7 @@ impl ScriptView {
         let webhook_methods = shown(settings::webhook_methods(&s), &mut error).flatten();
         let secrets = shown(settings::secrets(&s), &mut error);
         let vars = shown(settings::vars(&s), &mut error);
+        let retention = ScriptRetention::of(&s);
         Self {
             limits,
             secrets,
@@ -186,6 +190,7 @@ impl ScriptView {
             enabled: s.enabled,
             max_retries: s.max_retries,
             retry_delay_ms: s.retry_delay_ms,
+            retention,
             next_run_at: s.next_run_at.map(Rfc3339),
             last_executed_at: s.last_executed_at.map(Rfc3339),
             created_at: Rfc3339(s.created_at),

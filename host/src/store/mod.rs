@@ -10,6 +10,7 @@
 mod executions;
 mod kv;
 mod nodes;
+mod retention;
 mod schedule;
 mod scripts;
 mod secrets;
@@ -23,12 +24,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{PgPool, SqlitePool};
 
 pub use executions::{ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution};
 pub use kv::DbKv;
 pub use nodes::Presence;
+pub use retention::{AgeOverride, RetentionCandidate, RetentionLock};
 pub use schedule::{
     Backoff, Claim, DueScript, Plan, RETRY_DELAY_RANGE_MS, RetryPolicy, scheduled_input,
 };
@@ -187,7 +191,13 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
+                // A new file frees pages only when asked (retention does,
+                // after deleting); an older file is converted below.
+                .auto_vacuum(SqliteAutoVacuum::Incremental)
                 .busy_timeout(Duration::from_secs(10));
+            incremental_auto_vacuum(&options)
+                .await
+                .with_context(|| format!("opening {url}"))?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
                 .min_connections(config.min_idle.min(config.max_connections))
@@ -213,6 +223,29 @@ impl Db {
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Writes a consistent copy of the SQLite database to `path` (which
+    /// must not exist) while it stays in use: `VACUUM INTO`, which reads
+    /// one snapshot. PostgreSQL has its own tools (docs/operations.md).
+    pub async fn backup_into(&self, path: &std::path::Path) -> Result<()> {
+        let Db::Sqlite(pool) = self else {
+            anyhow::bail!(
+                "backup copies a SQLite database; back up PostgreSQL with pg_dump (docs/operations.md)"
+            );
+        };
+        if path.exists() {
+            anyhow::bail!("{} already exists; give a new file name", path.display());
+        }
+        let target = path
+            .to_str()
+            .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(pool)
+            .await
+            .with_context(|| format!("copying the database to {}", path.display()))?;
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -246,6 +279,31 @@ impl Db {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+}
+
+/// Puts a SQLite file in incremental auto-vacuum mode, so that space freed
+/// by deletions can be given back to the file system a little at a time
+/// (`Db::give_back_space`). New files are created so; an older file is
+/// rewritten once by `VACUUM` (atomic: a crash leaves the old file).
+async fn incremental_auto_vacuum(options: &SqliteConnectOptions) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    const INCREMENTAL: i64 = 2;
+    // On a connection of its own, before the pool opens others.
+    let mut conn = options.connect().await?;
+    let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+        .fetch_one(&mut conn)
+        .await?;
+    if mode != INCREMENTAL {
+        tracing::info!(
+            "converting the database to incremental auto-vacuum (once; rewrites the file)"
+        );
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("VACUUM").execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 /// A URL without its password, for messages.

@@ -34,6 +34,12 @@ pub struct ScriptRecord {
     pub last_executed_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How long its executions are kept, ms (`None`: `[retention]
+    /// max_age`).
+    pub retention_max_age_ms: Option<i64>,
+    /// How many of its executions are kept (`None`: `[retention]
+    /// max_per_script`).
+    pub retention_max_per_script: Option<i64>,
 }
 
 /// The fields a create or an update sets.
@@ -56,12 +62,15 @@ pub struct NewScript {
     pub max_retries: i64,
     pub retry_delay_ms: i64,
     pub next_run_at: Option<i64>,
+    pub retention_max_age_ms: Option<i64>,
+    pub retention_max_per_script: Option<i64>,
 }
 
 /// The columns of a [`ScriptRecord`], in its field order.
 pub(super) const COLUMNS: &str = "id, tenant_id, name, source, language, version, trigger_type, schedule, \
     timezone, webhook_path, enabled, limits, rate_limit, webhook_auth, webhook_methods, secrets, \
-    vars, max_retries, retry_delay_ms, next_run_at, last_executed_at, created_at, updated_at";
+    vars, max_retries, retry_delay_ms, next_run_at, last_executed_at, created_at, updated_at, \
+    retention_max_age_ms, retention_max_per_script";
 
 fn conflict(script: &NewScript) -> StoreError {
     StoreError::Conflict(format!(
@@ -101,11 +110,13 @@ impl Db {
             last_executed_at: None,
             created_at: now,
             updated_at: now,
+            retention_max_age_ms: new.retention_max_age_ms,
+            retention_max_per_script: new.retention_max_per_script,
         };
         let sql = format!(
             "INSERT INTO scripts ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-             $20, $21, $22, $23)"
+             $20, $21, $22, $23, $24, $25)"
         );
         let r = &record;
         let result = on_pool!(self, pool => {
@@ -117,6 +128,7 @@ impl Db {
                 .bind(&r.webhook_methods).bind(&r.secrets).bind(&r.vars)
                 .bind(r.max_retries).bind(r.retry_delay_ms)
                 .bind(r.next_run_at).bind(r.last_executed_at).bind(r.created_at).bind(r.updated_at)
+                .bind(r.retention_max_age_ms).bind(r.retention_max_per_script)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -167,7 +179,8 @@ impl Db {
             trigger_type = $5, schedule = $6, timezone = $7, webhook_path = $8, enabled = $9, \
             limits = $10, rate_limit = $11, webhook_auth = $12, webhook_methods = $13, \
             max_retries = $14, retry_delay_ms = $15, next_run_at = $16, updated_at = $17, \
-            secrets = $18, vars = $19, language = $20 \
+            secrets = $18, vars = $19, language = $20, retention_max_age_ms = $21, \
+            retention_max_per_script = $22 \
             WHERE tenant_id = $1 AND id = $2";
         let result = on_pool!(self, pool => {
             sqlx::query(sql)
@@ -177,6 +190,7 @@ impl Db {
                 .bind(&new.rate_limit).bind(&new.webhook_auth).bind(&new.webhook_methods)
                 .bind(new.max_retries).bind(new.retry_delay_ms).bind(new.next_run_at)
                 .bind(now_ms()).bind(&new.secrets).bind(&new.vars).bind(new.language)
+                .bind(new.retention_max_age_ms).bind(new.retention_max_per_script)
                 .execute(pool).await.map(|r| r.rows_affected())
         });
         match result {

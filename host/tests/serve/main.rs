@@ -2,6 +2,7 @@
 //! `serve` processes (shutdown, recovery, a crash under load, a cluster of
 //! nodes, logs), Prometheus and Chromium against a live node.
 
+mod backup;
 mod cli;
 mod cluster;
 mod common;

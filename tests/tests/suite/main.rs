@@ -8,6 +8,7 @@ mod examples;
 mod handlers;
 mod isolation;
 mod metrics;
+mod retention;
 mod sandbox_contract;
 mod sandbox_fetch;
 mod sandbox_fuel_budgets;

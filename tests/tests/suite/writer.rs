@@ -43,6 +43,8 @@ async fn script(db: &Db) -> scriptbox::store::ScriptRecord {
         max_retries: 0,
         retry_delay_ms: 1000,
         next_run_at: None,
+        retention_max_age_ms: None,
+        retention_max_per_script: None,
     };
     db.create_script(&tenant.id, &new).await.unwrap()
 }
