@@ -33,6 +33,21 @@ pub struct Age {
     ms: i64,
 }
 
+impl utoipa::PartialSchema for Age {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^[0-9]+[smhd]$"))
+            .description(Some(
+                "A whole number and a unit: s, m, h or d; 1 s to 3660 d",
+            ))
+            .examples([serde_json::json!("30d")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Age {}
+
 impl Age {
     /// The longest age accepted: ten years.
     pub const MAX_MS: i64 = 10 * 366 * 86_400_000;
@@ -108,12 +123,15 @@ pub const MAX_BATCH: u32 = 1_000;
 
 /// A script's own limits (`retention` in the API); a `None` takes the
 /// node's `[retention]` setting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptRetention {
+    /// How long its finished executions are kept.
     #[serde(default)]
     pub max_age: Option<Age>,
+    /// How many of its executions are kept.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub max_per_script: Option<i64>,
 }
 

@@ -27,22 +27,31 @@ pub const MAX_SOURCE_BYTES: usize = 1 << 20;
 /// The most a script's vars may hold (names and values), bytes.
 pub const MAX_VARS_BYTES: usize = 64 * 1024;
 
-/// A create or update. On update, missing fields keep their values.
-#[derive(Debug, Default, Deserialize)]
+/// A create or update. On update, missing fields keep their values; on
+/// create, `name`, `source` and `trigger_type` are required (docs/api.md).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptChange {
+    /// 1-200 characters.
     pub name: Option<String>,
+    /// An ES module whose default export (or `fetch`/`scheduled`/`run`
+    /// handler) is called; at most 1 MiB.
     pub source: Option<String>,
     /// `javascript` (default) or `typescript`.
     pub language: Option<Language>,
     pub trigger_type: Option<Trigger>,
+    /// A cron expression (robfig/cron syntax), for `scheduled`.
     pub schedule: Option<String>,
+    /// The IANA zone of the schedule (default UTC).
     pub timezone: Option<String>,
+    /// For `webhook`: the path under the tenant's webhook URL.
     pub webhook_path: Option<String>,
     pub enabled: Option<bool>,
     pub limits: Option<LimitOverrides>,
     pub rate_limit: Option<RateLimit>,
     pub webhook_auth: Option<WebhookAuth>,
+    /// The methods a webhook takes, upper-case (default: any).
+    #[schema(value_type = Option<Vec<MethodName>>)]
     pub webhook_methods: Option<Vec<String>>,
     /// Names of the tenant's secrets the script may read (each must be set).
     pub secrets: Option<Vec<String>>,
@@ -50,12 +59,33 @@ pub struct ScriptChange {
     pub vars: Option<BTreeMap<String, String>>,
     /// Numbers are checked by hand so that a value out of range (or not an
     /// integer at all) is an error naming the field, never wrapped.
+    /// Retries of a failed scheduled run (0 to `[scheduler] max_retries_cap`).
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub max_retries: Option<serde_json::Number>,
+    /// Delay before a retry, 1000 to 604800000 ms.
+    #[schema(value_type = Option<i64>, minimum = 1000, maximum = 604_800_000)]
     pub retry_delay_ms: Option<serde_json::Number>,
     /// How long and how many of its executions are kept, when not as the
     /// node's `[retention]` says.
     pub retention: Option<ScriptRetention>,
 }
+
+/// An HTTP method name as `webhook_methods` takes them (in the API
+/// document; the values are plain strings).
+pub struct MethodName;
+
+impl utoipa::PartialSchema for MethodName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^[A-Za-z]{1,20}$"))
+            .description(Some("An HTTP method, stored upper-case"))
+            .examples([serde_json::json!("POST")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MethodName {}
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,8 @@ use crate::sandbox::LimitOverrides;
 use crate::secrets::validate_name;
 use crate::store::ScriptRecord;
 
-/// A script's `rate_limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A script's `rate_limit`: calls per second, and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub rps: u32,
@@ -28,7 +28,7 @@ pub struct RateLimit {
 }
 
 /// A script's `webhook_auth.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthType {
     None,
@@ -39,7 +39,7 @@ pub enum AuthType {
 }
 
 /// A script's `webhook_auth`; the secret is stored, never shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookAuth {
     #[serde(rename = "type")]

@@ -15,7 +15,9 @@ use swc_common::{GLOBALS, Globals, SourceMap, Span};
 use swc_ts_fast_strip::{Mode, Options, operate};
 
 /// The language a script is written in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "TEXT", rename_all = "lowercase")]
 pub enum Language {

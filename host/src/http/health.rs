@@ -21,31 +21,33 @@ use super::views::Rfc3339;
 pub const SCHEDULER_STALL: Duration = Duration::from_secs(5);
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Status {
+pub enum Status {
     Pass,
     Warn,
     Fail,
 }
 
 /// One check's result.
-#[derive(Debug, Serialize)]
-struct Check {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Check {
     status: Status,
     message: String,
 }
 
 /// The body of `/health` (and of a failing `/health/ready`).
-#[derive(Debug, Serialize)]
-struct Report {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Report {
     healthy: bool,
     timestamp: Rfc3339,
     checks: Checks,
 }
 
-#[derive(Debug, Serialize)]
-struct Checks {
+/// The checks, by name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Checks {
     vm_pool: Check,
     database: Check,
     scheduler: Check,
@@ -144,6 +146,12 @@ async fn report(state: &AppState) -> Report {
     }
 }
 
+/// The node's health: the sandbox pool, the database and the scheduler.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, description = "No check fails (a warning passes)", body = Report),
+        (status = 503, description = "A check fails", body = Report),
+    ))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let body = report(&state).await;
     let status = if body.healthy {
@@ -154,6 +162,12 @@ pub async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Readiness, for load balancers: `Ready`, or 503 with the health report.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "A check fails", body = Report),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let body = report(&state).await;
     if body.healthy {
@@ -161,4 +175,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
+}
+
+/// Liveness: `OK` while the process serves HTTP.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "The process serves HTTP", body = String, content_type = "text/plain")))]
+pub async fn live() -> &'static str {
+    "OK"
 }

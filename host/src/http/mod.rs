@@ -13,6 +13,7 @@ mod executions;
 mod health;
 mod json;
 pub mod observe;
+pub mod openapi;
 mod scripts;
 mod secrets;
 mod stats;
@@ -111,6 +112,7 @@ impl AppState {
 /// with `oneshot`. Webhooks are served by [`crate::webhooks::public_app`].
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/tenant", get(tenant))
         .route("/api/stats", get(stats::stats))
         .route("/api/scripts", post(scripts::create).get(scripts::list))
@@ -135,7 +137,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/executions/{id}", get(executions::show))
         .route("/api/executions/{id}/retry", post(executions::retry))
         .route("/health", get(health::health))
-        .route("/health/live", get(|| async { "OK" }))
+        .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics))
         .merge(dashboard::routes())
@@ -172,8 +174,13 @@ async fn admin_headers(mut response: Response) -> Response {
     response
 }
 
-/// `GET /api/tenant`: the tenant the key belongs to.
-async fn tenant(Auth(tenant): Auth) -> axum::Json<views::TenantView> {
+/// The tenant the API key belongs to.
+#[utoipa::path(get, path = "/api/tenant", tag = "tenant", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The tenant", body = views::TenantView),
+        (status = 401, description = "No valid API key", body = views::ErrorView),
+    ))]
+pub async fn tenant(Auth(tenant): Auth) -> axum::Json<views::TenantView> {
     axum::Json(views::TenantView {
         id: tenant.id.clone(),
         name: tenant.name.clone(),
@@ -181,9 +188,16 @@ async fn tenant(Auth(tenant): Auth) -> axum::Json<views::TenantView> {
     })
 }
 
-/// `GET /metrics`: Prometheus text format; with `[metrics] token` set, only
-/// for `Authorization: Bearer <token>`.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Prometheus metrics of this node (text format).
+///
+/// Open unless `[metrics] token` is set; then only for
+/// `Authorization: Bearer <token>`.
+#[utoipa::path(get, path = "/metrics", tag = "health", security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        (status = 401, description = "A metrics token is set and was not given", body = views::ErrorView),
+    ))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.metrics_token.is_empty() {
         use sha2::Digest;
         use subtle::ConstantTimeEq;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json::{Body, Query};
-use super::views::{AcceptedView, ExecutionView, NextRunsView, Page, ScriptView};
+use super::views::{AcceptedView, ErrorView, ExecutionView, NextRunsView, Page, ScriptView};
 use super::{AppError, AppState, Auth};
 use crate::exec::Record;
 use crate::model::{ScriptId, Trigger};
@@ -31,6 +31,21 @@ fn view(state: &AppState, tenant: &Tenant, s: ScriptRecord) -> ScriptView {
     ScriptView::new(s, url)
 }
 
+/// Create a script.
+///
+/// The source is compiled on save: a syntax error is a 400 naming the line
+/// and column. Scheduled scripts get their first fire time; webhook scripts
+/// their `webhook_url`.
+#[utoipa::path(post, path = "/api/scripts", tag = "scripts", security(("api_key" = [])),
+    request_body = ScriptChange,
+    responses(
+        (status = 201, description = "The script as stored", body = ScriptView),
+        (status = 400, description = "A field is missing or wrong; the message names it", body = ErrorView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 409, description = "The webhook path is taken", body = ErrorView),
+        (status = 413, description = "The source is over 1 MiB", body = ErrorView),
+        (status = 503, description = "The sandbox cannot compile now", body = ErrorView),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -40,10 +55,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &tenant, script))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<ScriptId>,
 }
 
@@ -57,6 +76,14 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
     }
 }
 
+/// List the tenant's scripts, newest first.
+#[utoipa::path(get, path = "/api/scripts", tag = "scripts", security(("api_key" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of scripts", body = Page<ScriptView>),
+        (status = 400, description = "A bad query parameter, named", body = ErrorView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -75,6 +102,14 @@ pub async fn list(
     )))
 }
 
+/// Show one script.
+#[utoipa::path(get, path = "/api/scripts/{id}", tag = "scripts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The script's id")),
+    responses(
+        (status = 200, description = "The script", body = ScriptView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 404, description = "No such script for this tenant", body = ErrorView),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -84,6 +119,19 @@ pub async fn show(
     Ok(Json(view(&state, &tenant, script)))
 }
 
+/// Update a script: fields left out keep their values; the version goes up.
+#[utoipa::path(put, path = "/api/scripts/{id}", tag = "scripts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The script's id")),
+    request_body = ScriptChange,
+    responses(
+        (status = 200, description = "The script as stored", body = ScriptView),
+        (status = 400, description = "A field is wrong; the message names it", body = ErrorView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 404, description = "No such script for this tenant", body = ErrorView),
+        (status = 409, description = "The webhook path is taken", body = ErrorView),
+        (status = 413, description = "The source is over 1 MiB", body = ErrorView),
+        (status = 503, description = "The sandbox cannot compile now", body = ErrorView),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -94,6 +142,14 @@ pub async fn update(
     Ok(Json(view(&state, &tenant, script)))
 }
 
+/// Delete a script. Its executions stay until retention deletes them.
+#[utoipa::path(delete, path = "/api/scripts/{id}", tag = "scripts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The script's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 404, description = "No such script for this tenant", body = ErrorView),
+    ))]
 pub async fn remove(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -103,17 +159,29 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NextRunsQuery {
+    /// How many fire times, 1-100 (default 5).
+    #[param(minimum = 1, maximum = 100)]
     count: Option<usize>,
 }
 
 const MAX_NEXT_RUNS: usize = 100;
 
-/// `GET /api/scripts/{id}/next-runs?count=N`: the next fire times in the
-/// script's zone (RFC 3339 with offset), starting with the stored
+/// The next fire times of a scheduled script.
+///
+/// In the script's zone (RFC 3339 with offset), starting with the stored
 /// `next_run_at`.
+#[utoipa::path(get, path = "/api/scripts/{id}/next-runs", tag = "scripts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The script's id"), NextRunsQuery),
+    responses(
+        (status = 200, description = "The next fire times", body = NextRunsView),
+        (status = 400, description = "A bad count, or the script is not scheduled", body = ErrorView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 404, description = "No such script for this tenant", body = ErrorView),
+    ))]
 pub async fn next_runs(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -136,20 +204,40 @@ pub async fn next_runs(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /api/scripts/{id}/run`'s body (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
+    /// The handler's `input` (default `null`).
     #[serde(default)]
     input: Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunQuery {
+    /// Answer 202 at once instead of waiting for the run.
     #[serde(rename = "async", default)]
+    #[param(rename = "async")]
     run_async: bool,
 }
 
+/// Run a script now.
+///
+/// Waits for the run and answers with the finished execution (whatever its
+/// status); with `?async=true`, answers 202 once the execution is recorded.
+#[utoipa::path(post, path = "/api/scripts/{id}/run", tag = "scripts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The script's id"), RunQuery),
+    request_body(content = Option<RunBody>, description = "The input; no body runs with `input: null`"),
+    responses(
+        (status = 200, description = "The finished execution", body = ExecutionView),
+        (status = 202, description = "Accepted and recorded; look it up by id", body = AcceptedView),
+        (status = 400, description = "The body is not `{\"input\": ...}`, or the script's settings do not decode", body = ErrorView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 404, description = "No such script for this tenant", body = ErrorView),
+        (status = 429, description = "The tenant's queue is full", body = ErrorView),
+    ))]
 pub async fn run(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -157,12 +245,13 @@ pub async fn run(
     Query(query): Query<RunQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    // The body is optional: no body runs with `input: null`.
+    // The body is optional: no body (or `null`) runs with `input: null`.
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice::<RunBody>(&body)
+        serde_json::from_slice::<Option<RunBody>>(&body)
             .map_err(|e| AppError::bad(format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
             .input
     };
     let script = Arc::new(state.scripts.get(&tenant, &id).await?);

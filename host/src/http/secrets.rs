@@ -8,16 +8,23 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::json::Body;
-use super::views::SecretsView;
+use super::views::{ErrorView, SecretsView};
 use super::{AppError, AppState, Auth};
 
 /// `PUT /api/secrets/{name}`'s body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretValue {
+    /// The value; never returned.
     value: String,
 }
 
+/// List the tenant's secrets: names and update times, never values.
+#[utoipa::path(get, path = "/api/secrets", tag = "secrets", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The tenant's secrets, by name", body = SecretsView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -28,6 +35,17 @@ pub async fn list(
     }))
 }
 
+/// Set or replace a secret.
+#[utoipa::path(put, path = "/api/secrets/{name}", tag = "secrets", security(("api_key" = [])),
+    params(("name" = String, Path, pattern = "^[A-Z_][A-Z0-9_]{0,127}$",
+        description = "Capital letters, digits and `_`, not starting with a digit, at most 128")),
+    request_body = SecretValue,
+    responses(
+        (status = 204, description = "Set"),
+        (status = 400, description = "A bad name or value, or too many secrets", body = ErrorView),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 503, description = "This node has no secrets key", body = ErrorView),
+    ))]
 pub async fn put(
     State(state): State<AppState>,
     Auth(tenant): Auth,
@@ -38,6 +56,15 @@ pub async fn put(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Delete a secret that no script declares.
+#[utoipa::path(delete, path = "/api/secrets/{name}", tag = "secrets", security(("api_key" = [])),
+    params(("name" = String, Path, pattern = "^[A-Z_][A-Z0-9_]{0,127}$", description = "The secret's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = ErrorView),
+        (status = 404, description = "No secret of that name is set", body = ErrorView),
+        (status = 409, description = "Scripts still declare it; the message names them", body = ErrorView),
+    ))]
 pub async fn remove(
     State(state): State<AppState>,
     Auth(tenant): Auth,

@@ -13,13 +13,16 @@ use super::views::Rfc3339;
 use super::{AppError, AppState, Auth};
 use crate::model::{ExecutionStatus, FailureKind};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    /// How many minutes back, 1-1440 (default 60).
+    #[param(minimum = 1, maximum = 1440)]
     minutes: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     from: Rfc3339,
     minutes: Vec<MinuteView>,
@@ -28,7 +31,7 @@ pub struct StatsView {
     pool: Vec<PoolSample>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MinuteView {
     t: Rfc3339,
     runs: BTreeMap<ExecutionStatus, i64>,
@@ -37,13 +40,24 @@ pub struct MinuteView {
     lag_p95_ms: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolSample {
     t: Rfc3339,
     in_use: usize,
     size: usize,
 }
 
+/// The tenant's last minutes: runs by status, durations, lag, errors.
+///
+/// Per minute: runs by status, p50/p95 duration and p95 scheduler lag;
+/// errors by kind over the period; this node's pool use, sampled.
+#[utoipa::path(get, path = "/api/stats", tag = "tenant", security(("api_key" = [])),
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "The statistics", body = StatsView),
+        (status = 400, description = "A bad query parameter, named", body = super::views::ErrorView),
+        (status = 401, description = "No valid API key", body = super::views::ErrorView),
+    ))]
 pub async fn stats(
     State(state): State<AppState>,
     Auth(tenant): Auth,

@@ -18,6 +18,20 @@ use crate::typescript::Language;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rfc3339(pub i64);
 
+impl utoipa::PartialSchema for Rfc3339 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("A time, RFC 3339 in UTC with milliseconds"))
+            .examples([serde_json::json!("2026-01-31T09:30:00.000Z")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Rfc3339 {}
+
 impl Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&rfc3339(self.0))
@@ -33,7 +47,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// A list answer: `items`, and the cursor of the next page (`null` on the
 /// last).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -63,7 +77,7 @@ impl<T> Page<T> {
 }
 
 /// Every error reply's body: `{"error": "what is wrong"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorView {
     pub error: String,
 }
@@ -83,7 +97,7 @@ impl ErrorView {
 }
 
 /// The tenant an API key belongs to (`GET /api/tenant`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: TenantId,
     pub name: String,
@@ -92,21 +106,21 @@ pub struct TenantView {
 
 /// A run accepted to finish later (`?async=true`, async webhooks): where
 /// to find it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AcceptedView {
     pub execution_id: ExecutionId,
 }
 
 /// A sync webhook call's reply when the script returned a value rather
 /// than a `Response`: `{"result": value}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResultView {
     pub result: Value,
 }
 
 /// A scheduled script's next fire times in its zone (RFC 3339 with the
 /// zone's offset), starting with the stored `next_run_at`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NextRunsView {
     pub script_id: ScriptId,
     pub schedule: Option<String>,
@@ -116,7 +130,7 @@ pub struct NextRunsView {
 }
 
 /// The webhook's auth as shown: its type; the secret never leaves.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthView {
     #[serde(rename = "type")]
     kind: AuthType,
@@ -125,7 +139,7 @@ pub struct AuthView {
 /// A script as the API shows it. `webhook_url` is where the public listener
 /// serves a webhook script. A stored setting that does not decode shows as
 /// `null`, and `settings_error` says which and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ScriptView {
     id: ScriptId,
     name: String,
@@ -201,7 +215,7 @@ impl ScriptView {
 
 /// A tenant's secret as listed: its name and when it was set; the value
 /// is write-only.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SecretView {
     name: String,
     updated_at: Rfc3339,
@@ -217,7 +231,7 @@ impl From<SecretEntry> for SecretView {
 }
 
 /// `GET /api/secrets`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SecretsView {
     pub items: Vec<SecretView>,
 }
@@ -234,7 +248,7 @@ fn shown<T>(decoded: Result<T, settings::Misconfigured>, error: &mut Option<Stri
 }
 
 /// An execution as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExecutionView {
     id: ExecutionId,
     script_id: ScriptId,

@@ -50,8 +50,16 @@ pub fn public_app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Webhooks are not served here.
+///
 /// The admin listener's old webhook route: webhooks moved to the public
-/// listener, on another origin.
+/// listener, on another origin; the 404 names the URL to call.
+#[utoipa::path(get, path = "/api/webhooks/{tenant}/{path}", tag = "webhooks",
+    params(
+        ("tenant" = String, Path, description = "The tenant's name"),
+        ("path" = String, Path, description = "The script's webhook path (may contain `/`)"),
+    ),
+    responses((status = 404, description = "Names the public URL of this webhook", body = ErrorView)))]
 pub async fn moved(
     State(state): State<AppState>,
     Path((tenant, path)): Path<(String, String)>,
@@ -63,7 +71,33 @@ pub async fn moved(
     ))
 }
 
-/// `ANY /{tenant}/{path...}` with path routing.
+/// Call a webhook script (public listener).
+///
+/// Any method the script allows. The checks, in order: the route (404),
+/// the script's settings (500 `script misconfigured`), the method (405),
+/// the rate limit (429), the body size (413), the script's auth (401), the
+/// tenant's queue (429). Then the run is recorded and the reply waits for
+/// it: `{"result": ...}`, `{"error": ...}` (500) or the script's own
+/// `Response`; with `Prefer: respond-async` or `?async=true`, 202 with the
+/// execution id. Served on `webhooks.listen`, not on the admin listener.
+#[utoipa::path(post, path = "/{tenant}/{path}", tag = "webhooks",
+    params(
+        ("tenant" = String, Path, description = "The tenant's name", example = "acme"),
+        ("path" = String, Path, description = "The script's webhook path (may contain `/`)", example = "echo"),
+        ("async" = Option<bool>, Query, description = "Answer 202 once the call is recorded"),
+    ),
+    request_body(content = Option<String>, description = "Any body up to `webhooks.max_body_bytes`; JSON bodies reach the script parsed", content_type = "*/*"),
+    responses(
+        (status = 200, description = "The script's result, `{\"result\": ...}`, or its own response"),
+        (status = 202, description = "Accepted and recorded", body = AcceptedView),
+        (status = 401, description = "The script's auth refused the call", body = ErrorView),
+        (status = 404, description = "No enabled webhook script at this path", body = ErrorView),
+        (status = 405, description = "The script does not take this method", body = ErrorView),
+        (status = 413, description = "The body is too large", body = ErrorView),
+        (status = 429, description = "Over the script's rate limit, or the tenant's queue is full", body = ErrorView),
+        (status = 500, description = "The script failed, or its settings do not decode", body = ErrorView),
+        (status = 504, description = "The run took longer than `webhooks.sync_timeout_ms`", body = ErrorView),
+    ))]
 async fn by_path(
     State(state): State<AppState>,
     Path((tenant, path)): Path<(String, String)>,

@@ -180,7 +180,7 @@ impl SandboxConfig {
 }
 
 /// Per-script limit overrides (`limits` in the API).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     pub fuel: Option<u64>,

@@ -473,6 +473,17 @@ async fn a_manual_run_is_recorded_with_output_logs_and_usage(url: String) {
     assert_eq!(failed["error_type"], "js_error");
     assert_eq!(failed["error_message"], "Error: boom");
     assert_eq!(failed["input"], Value::Null);
+    // A JSON `null` body is no body.
+    let (status, again) = node
+        .call(
+            "POST",
+            &format!("/api/scripts/{}/run", failing["id"].as_str().unwrap()),
+            Some(&key),
+            Some(Value::Null),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["input"], Value::Null);
 
     let (_, list) = node
         .call(
@@ -486,7 +497,7 @@ async fn a_manual_run_is_recorded_with_output_logs_and_usage(url: String) {
     let (_, list) = node
         .call("GET", "/api/executions?status=failed", Some(&key), None)
         .await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
     node.stop().await;
 }
 
