@@ -197,29 +197,43 @@ impl Db {
             // database a run counts only if its node is this one or holds
             // its presence lock: a dead node's runs cannot still be going.
             let placeholders: Vec<String> = (1..=due.len()).map(|i| format!("${i}")).collect();
-            let live = match self {
-                Db::Sqlite(_) => String::new(),
-                Db::Postgres(_) => format!(
-                    " AND (node_id = ${} OR node_id IN ({}))",
-                    due.len() + 1,
-                    super::nodes::PRESENT_NODES
-                ),
-            };
             let open_sql = format!(
-                "SELECT DISTINCT script_id FROM executions \
+                "SELECT DISTINCT script_id, node_id FROM executions \
                  WHERE status IN ('queued', 'running') AND run_after IS NULL \
-                 AND trigger_type = 'scheduled' AND script_id IN ({}){live}",
+                 AND trigger_type = 'scheduled' AND script_id IN ({})",
                 placeholders.join(", ")
             );
-            let mut open_query = sqlx::query_as::<_, (ScriptId,)>(&open_sql);
+            let mut open_query = sqlx::query_as::<_, (ScriptId, String)>(&open_sql);
             for script in &due {
                 open_query = open_query.bind(&script.record.id);
             }
-            if !live.is_empty() {
-                open_query = open_query.bind(node_id);
-            }
-            let open: std::collections::HashSet<ScriptId> =
-                open_query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect();
+            let open_runs = open_query.fetch_all(&mut *tx).await?;
+            let others: Vec<&str> = open_runs
+                .iter()
+                .map(|(_, node)| node.as_str())
+                .filter(|node| *node != node_id)
+                .collect();
+            // Asked only when another node has an open run (rarely).
+            let present: std::collections::HashSet<String> = match self {
+                Db::Postgres(_) if !others.is_empty() => {
+                    let sql = format!(
+                        "SELECT id FROM ({}) present WHERE id IN ({})",
+                        super::nodes::PRESENT_NODES,
+                        (1..=others.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                    );
+                    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+                    for node in &others {
+                        query = query.bind(*node);
+                    }
+                    query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id).collect()
+                }
+                _ => others.iter().map(|node| (*node).to_owned()).collect(),
+            };
+            let open: std::collections::HashSet<ScriptId> = open_runs
+                .into_iter()
+                .filter(|(_, node)| node == node_id || present.contains(node))
+                .map(|(script, _)| script)
+                .collect();
 
             // Every next fire time in one statement, every new execution
             // in another (one row per script whose previous run is done).
