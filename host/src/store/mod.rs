@@ -142,6 +142,28 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (a dropped connection, a
+    /// server shutting down or starting, no connection within the pool's
+    /// timeout), as opposed to a write it refused: the same write may
+    /// succeed once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        let StoreError::Other(error) = self else {
+            return false;
+        };
+        match error.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_)) => true,
+            Some(sqlx::Error::Tls(_)) => true,
+            // Class 08: connection exceptions; 57P01-57P03: the server is
+            // shutting down, crashed, or not yet accepting connections.
+            Some(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+}
+
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
 /// `(…), (…), …`: `rows` rows of `columns` parameters for a multi-row

@@ -221,7 +221,7 @@ async fn run(db: Db, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
-        match commit(&db, &writes).await {
+        match commit_while_unreachable(&db, &writes).await {
             Ok(results) => {
                 for (queued, result) in batch.drain(..).zip(results) {
                     let _ = queued.reply.send(result);
@@ -245,6 +245,38 @@ async fn run(db: Db, mut receiver: mpsc::Receiver<Queued>) {
                     let _ = queued.reply.send(result);
                 }
             }
+        }
+    }
+}
+
+/// How long a batch is tried again while the database cannot be reached
+/// (a restart, a failover), its callers waiting, before they are failed.
+const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`commit`], tried again with a growing pause (0.1 s to 2 s) while the
+/// database cannot be reached, for up to [`UNREACHABLE_FOR`]: a run's
+/// result is in memory and must not be lost to a database restart. A
+/// commit whose reply was lost may have committed: a second try of its
+/// starts and finishes then changes nothing (they apply to open rows
+/// only), and its new rows are refused as duplicates.
+async fn commit_while_unreachable(
+    db: &Db,
+    writes: &[&Write],
+) -> StoreResult<Vec<StoreResult<ExecutionStatus>>> {
+    let since = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match commit(db, writes).await {
+            Err(error) if error.is_unreachable() && since.elapsed() < UNREACHABLE_FOR => {
+                tracing::warn!(
+                    writes = writes.len(),
+                    error = format!("{error:#}"),
+                    "the database is unreachable; the batch of run records will be tried again"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            result => return result,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! nodes, logs), Prometheus and Chromium against a live node.
 
 mod backup;
+mod chaos;
 mod cli;
 mod cluster;
 mod common;
