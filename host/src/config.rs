@@ -68,15 +68,23 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                text.parse::<toml::Table>()
-                    .with_context(|| format!("parsing config file {}", path.display()))?
-            }
-            None => toml::Table::new(),
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?,
+            None => String::new(),
         };
+        match file {
+            Some(path) => {
+                Self::parse(&text, env).with_context(|| format!("config file {}", path.display()))
+            }
+            None => Self::parse(&text, env),
+        }
+    }
+
+    /// Reads a config file's text, applies `SCRIPTBOX_*` variables from
+    /// `env`, and validates the result.
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let mut table = text.parse::<toml::Table>().context("parsing TOML")?;
         apply_env(&mut table, env)?;
         let config: Config = toml::Value::Table(table)
             .try_into()

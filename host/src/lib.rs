@@ -26,6 +26,8 @@
 //! - [`config`]: the typed, validated configuration
 //! - [`logging`]: `RUST_LOG` and `[log] format`
 //! - [`cli`]: the `scriptbox` command line
+//! - [`fuzz`]: properties of the parsers of untrusted text, for the fuzz
+//!   targets and the property tests
 
 /// The allocator of every program built on this crate (the service, its
 /// tests and benches). Instances are made on one thread, run on another and
@@ -40,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod cron;
 pub mod exec;
+pub mod fuzz;
 pub mod http;
 pub mod logging;
 pub mod metrics;

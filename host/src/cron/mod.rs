@@ -353,6 +353,24 @@ impl Schedule {
         }
     }
 
+    /// Whether `t` is an activation time, to the second, read in the
+    /// schedule's own zone if it names one. Any time matches `@every`.
+    pub fn matches(&self, t: Time) -> bool {
+        match self.kind {
+            Kind::Every(_) => true,
+            Kind::Fields(fields) => {
+                let t = self.location.map_or(t, |loc| t.in_location(loc));
+                let c = t.civil();
+                t.nanos() == 0
+                    && has(fields.second, c.second)
+                    && has(fields.minute, c.minute)
+                    && has(fields.hour, c.hour)
+                    && has(fields.month, c.month)
+                    && day_matches(&fields, &c)
+            }
+        }
+    }
+
     /// The next `count` activations after `after`.
     pub fn upcoming(&self, after: Time, count: usize) -> Vec<Time> {
         let mut times = Vec::with_capacity(count);

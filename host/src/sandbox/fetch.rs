@@ -253,6 +253,19 @@ impl Resolve for PolicyResolver {
     }
 }
 
+/// What `config` decides for `url` before any connection: a refusal
+/// names why. Names that resolve to internal addresses are refused later,
+/// by the resolver, on their addresses.
+pub fn url_policy(config: &FetchConfig, url: &str) -> Result<(), String> {
+    let lower = |v: &[String]| v.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let rules = HostRules {
+        allow: lower(&config.allow),
+        deny: lower(&config.deny),
+    };
+    let url = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    check_url(&rules, &url)
+}
+
 /// Checks a URL before a request or a redirect: scheme, deny-list, and
 /// internal IP literals (names are checked by the resolver).
 fn check_url(rules: &HostRules, url: &reqwest::Url) -> Result<(), String> {

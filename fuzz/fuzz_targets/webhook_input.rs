@@ -1,0 +1,8 @@
+//! `scriptbox::fuzz::webhook_input`: see its documentation for the property.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = scriptbox::fuzz::webhook_input(data) {
+        panic!("{violation}");
+    }
+});
