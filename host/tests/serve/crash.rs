@@ -27,6 +27,7 @@ const CALLS: [&str; 4] = ["/ok", "/teapot", "/throws", "/ok?async=true"];
 
 #[tokio::test]
 async fn every_acknowledged_call_has_a_final_record_after_sigkill_under_load() {
+    let _turn = common::HEAVY_LOAD.lock().await;
     let dir = std::env::temp_dir().join(format!("scriptbox-crash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let database = format!("sqlite://{}", dir.join("node.db").display());

@@ -13,3 +13,4 @@ mod isolation_browser;
 mod prometheus;
 mod recovery;
 mod shutdown;
+mod soak;

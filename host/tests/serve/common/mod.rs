@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Held by the tests that put a node under sustained load (crash, chaos,
+/// soak), so that they take turns instead of slowing each other on a
+/// 2-core machine.
+pub static HEAVY_LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn scriptbox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scriptbox"))
 }
