@@ -57,6 +57,14 @@ impl WebhookAuth {
             AuthType::None => Ok(()),
             _ if secret.is_empty() => Err("the secret is empty".into()),
             AuthType::StandardWebhooks => standard_webhooks_key(secret).map(|_| ()),
+            // Sent as `Authorization: Bearer <token>`, which is read as
+            // text: a token outside printable ASCII could never match.
+            AuthType::Bearer
+                if !secret.bytes().all(|b| (0x20..0x7f).contains(&b))
+                    || secret.trim() != secret =>
+            {
+                Err("a bearer token must be printable ASCII, without spaces at either end".into())
+            }
             _ => Ok(()),
         }
     }
@@ -291,6 +299,19 @@ mod tests {
             updated_at: 0,
             retention_max_age_ms: None,
             retention_max_per_script: None,
+        }
+    }
+
+    #[test]
+    fn a_bearer_token_must_be_printable_ascii() {
+        let auth = |secret: &str| WebhookAuth {
+            kind: AuthType::Bearer,
+            secret: Some(secret.into()),
+        };
+        assert!(auth("s3cr3t-token_1").check().is_ok());
+        for bad in ["\u{fffd}\u{fffd}", " padded", "tab\t", "caf\u{e9}"] {
+            let why = auth(bad).check().unwrap_err();
+            assert!(why.contains("printable ASCII"), "{bad:?}: {why}");
         }
     }
 
