@@ -61,4 +61,30 @@ pub fn output(outcome: &RunOutcome) -> serde_json::Value {
     }
 }
 
+/// The fields of a plain manual script (`export default () => 1`), for
+/// tests that write rows through the store directly.
+pub fn manual_script() -> scriptbox::store::NewScript {
+    scriptbox::store::NewScript {
+        name: "s".into(),
+        source: "export default () => 1".into(),
+        language: Default::default(),
+        trigger_type: scriptbox::model::Trigger::Manual,
+        schedule: None,
+        timezone: None,
+        webhook_path: None,
+        enabled: true,
+        limits: "{}".into(),
+        rate_limit: None,
+        webhook_auth: None,
+        webhook_methods: None,
+        secrets: "[]".into(),
+        vars: "{}".into(),
+        max_retries: 0,
+        retry_delay_ms: 1000,
+        next_run_at: None,
+        retention_max_age_ms: None,
+        retention_max_per_script: None,
+    }
+}
+
 pub mod service;

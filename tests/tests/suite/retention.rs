@@ -9,7 +9,7 @@ use std::time::Duration;
 use scriptbox::metrics::Metrics;
 use scriptbox::model::{ExecutionId, ExecutionStatus, FailureKind, Trigger};
 use scriptbox::retention::{Retention, RetentionConfig};
-use scriptbox::store::{DatabaseConfig, Db, FinishedRun, NewExecution, NewScript, ScriptRecord};
+use scriptbox::store::{DatabaseConfig, Db, FinishedRun, NewExecution, ScriptRecord};
 use scriptbox_tests::service::TestNode;
 use serde_json::json;
 
@@ -31,28 +31,9 @@ async fn open(url: &str) -> Db {
 
 async fn new_script(db: &Db, tenant: &str) -> ScriptRecord {
     let (tenant, _) = db.create_tenant(tenant).await.unwrap();
-    let new = NewScript {
-        name: "s".into(),
-        source: "export default () => 1".into(),
-        language: Default::default(),
-        trigger_type: Trigger::Manual,
-        schedule: None,
-        timezone: None,
-        webhook_path: None,
-        enabled: true,
-        limits: "{}".into(),
-        rate_limit: None,
-        webhook_auth: None,
-        webhook_methods: None,
-        secrets: "[]".into(),
-        vars: "{}".into(),
-        max_retries: 0,
-        retry_delay_ms: 1000,
-        next_run_at: None,
-        retention_max_age_ms: None,
-        retention_max_per_script: None,
-    };
-    db.create_script(&tenant.id, &new).await.unwrap()
+    db.create_script(&tenant.id, &scriptbox_tests::manual_script())
+        .await
+        .unwrap()
 }
 
 /// An execution of `script` left in `status` (`queued` stays open), with

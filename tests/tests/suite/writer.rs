@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use scriptbox::model::{ExecutionId, ExecutionStatus, FailureKind, Trigger};
-use scriptbox::store::{
-    DatabaseConfig, Db, FinishedRun, NewExecution, NewScript, StoreError, Writer,
-};
+use scriptbox::store::{DatabaseConfig, Db, FinishedRun, NewExecution, StoreError, Writer};
 
 scriptbox_tests::on_both_backends!(
     concurrent_writes_each_get_their_own_result,
@@ -25,28 +23,9 @@ async fn open(url: &str) -> Db {
 /// A tenant with one manual script; the script's row.
 async fn script(db: &Db) -> scriptbox::store::ScriptRecord {
     let (tenant, _) = db.create_tenant("acme").await.unwrap();
-    let new = NewScript {
-        name: "s".into(),
-        source: "export default () => 1".into(),
-        language: Default::default(),
-        trigger_type: Trigger::Manual,
-        schedule: None,
-        timezone: None,
-        webhook_path: None,
-        enabled: true,
-        limits: "{}".into(),
-        rate_limit: None,
-        webhook_auth: None,
-        webhook_methods: None,
-        secrets: "[]".into(),
-        vars: "{}".into(),
-        max_retries: 0,
-        retry_delay_ms: 1000,
-        next_run_at: None,
-        retention_max_age_ms: None,
-        retention_max_per_script: None,
-    };
-    db.create_script(&tenant.id, &new).await.unwrap()
+    db.create_script(&tenant.id, &scriptbox_tests::manual_script())
+        .await
+        .unwrap()
 }
 
 fn new_run(script: &scriptbox::store::ScriptRecord, n: usize) -> NewExecution {
