@@ -41,7 +41,7 @@ prometheus:
 
 # Run one script locally: just run examples/hello.js '{"name":"Ada"}'
 run file input="null":
-    cargo run --release -p scriptbox -- run {{file}} --input '{{input}}'
+    cargo run -p scriptbox -- run {{file}} --input '{{input}}'
 
 # Everything CI does, on this machine.
 ci:

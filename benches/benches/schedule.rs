@@ -169,7 +169,7 @@ async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()>
 
     // The scheduler's share of a claim: cron parsing and the next fire time.
     let mut record = db
-        .list_scripts(&tenant.id, None, 1)
+        .list_scripts(&tenant.id, None, None, 1)
         .await?
         .pop()
         .expect("a script was loaded");

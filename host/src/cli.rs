@@ -35,18 +35,20 @@ pub enum Command {
     /// Run one script locally in the sandbox; prints its JSON result on stdout
     /// and its console output on stderr.
     Run {
-        /// The script: an ES module whose default export is the handler.
+        /// The script: an ES module whose default export is the handler
+        /// (`.ts`: TypeScript, its types erased).
         file: PathBuf,
         /// JSON passed as the handler's `input`.
         #[arg(long, default_value = "null")]
         input: String,
-        /// Fuel (wasm instructions) the run may use.
+        /// Fuel (wasm instructions) the run may use [default: 5000000000,
+        /// about 0.4 s of JavaScript].
         #[arg(long)]
         fuel: Option<u64>,
-        /// Memory cap in MiB.
+        /// Memory cap in MiB [default: 64].
         #[arg(long)]
         memory_mb: Option<u32>,
-        /// Wall-clock deadline in milliseconds.
+        /// Wall-clock deadline in milliseconds [default: 5000].
         #[arg(long)]
         timeout_ms: Option<u64>,
         /// A host `fetch` may reach even at an internal address (repeatable).
@@ -57,23 +59,127 @@ pub enum Command {
         stats: bool,
     },
     /// Compile only: prints `ok`, or the syntax error with line and column.
-    Check { file: PathBuf },
+    Check {
+        /// The script to compile (`.ts`: TypeScript).
+        file: PathBuf,
+    },
     /// Run the service: HTTP API, sandbox pool, database.
     Serve {
-        /// A TOML config file (see scriptbox.example.toml).
+        /// A TOML config file (see scriptbox.example.toml) [default: none:
+        /// built-in defaults, then SCRIPTBOX_* environment variables].
         #[arg(long)]
         config: Option<PathBuf>,
         /// Address of the admin listener: API, dashboard, metrics, health
-        /// (overrides `listen`; default 127.0.0.1:8080). Keep it private.
+        /// (over the config's `listen`). Keep it private [default:
+        /// 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
-        /// Address of the public listener: webhooks only (overrides
-        /// `webhooks.listen`; default 127.0.0.1:8081).
+        /// Address of the public listener: webhooks only (over the
+        /// config's `webhooks.listen`) [default: 127.0.0.1:8081].
         #[arg(long)]
         public_listen: Option<String>,
-        /// Database URL (overrides the config): sqlite://FILE or postgres://...
+        /// Database URL (over the config's): sqlite://FILE or
+        /// postgres://... [default: sqlite://scriptbox.db, in the current
+        /// folder].
         #[arg(long)]
         database: Option<String>,
+    },
+    /// Save the server's URL and a tenant's API key for the commands below
+    /// (asks for the key when --api-key is not given).
+    Login {
+        /// The admin listener's URL, e.g. http://127.0.0.1:8080.
+        url: String,
+        /// The tenant's API key (from `scriptbox tenant create`) [default:
+        /// read from stdin].
+        #[arg(long, env = "SCRIPTBOX_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+    },
+    /// Create a script from FILE, or update the script of that name: prints
+    /// its id, version, and webhook URL or next fire time.
+    Deploy {
+        /// The script (`.js`, or `.ts` for TypeScript).
+        file: PathBuf,
+        /// The script's name [default: the file's name without extension].
+        #[arg(long)]
+        name: Option<String>,
+        /// Serve it as a webhook at this path (on the public listener).
+        #[arg(long, value_name = "PATH", group = "trigger")]
+        webhook: Option<String>,
+        /// Run it on this cron schedule (robfig/cron syntax, e.g. "*/5 * * * *").
+        #[arg(
+            long,
+            value_name = "EXPR",
+            group = "trigger",
+            allow_hyphen_values = true
+        )]
+        schedule: Option<String>,
+        /// Run it only when invoked [default for a new script; an existing
+        /// one keeps its trigger unless one is given].
+        #[arg(long, group = "trigger")]
+        manual: bool,
+        /// The schedule's IANA time zone, e.g. Europe/Paris [default: UTC].
+        #[arg(long, value_name = "IANA", requires = "schedule")]
+        zone: Option<String>,
+        /// A tenant secret the script may read (repeatable; replaces the
+        /// script's list).
+        #[arg(long = "secret", value_name = "NAME")]
+        secrets: Vec<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the tenant's scripts.
+    Scripts {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Run a script on the server and wait: prints its output on stdout, its
+    /// logs and any error on stderr; exits 1 when it failed.
+    Invoke {
+        /// The script's name.
+        name: String,
+        /// JSON passed as the handler's `input` [default: none].
+        #[arg(long, allow_hyphen_values = true)]
+        input: Option<String>,
+        /// Print the whole execution as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List recent executions, newest first.
+    Executions {
+        /// Only this script's (by name).
+        #[arg(long, value_name = "NAME")]
+        script: Option<String>,
+        /// Only those in this status: queued, running, completed, failed or
+        /// dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many, 1-500.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a script's recent logs; with --follow, then each run as it
+    /// finishes.
+    Logs {
+        /// The script's name.
+        name: String,
+        /// Keep printing executions as they finish, until Ctrl+C.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many recent executions to show first (0: none), 0-500.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Cron expressions (robfig/cron v3 standard syntax).
     Cron {
@@ -85,32 +191,54 @@ pub enum Command {
     Backup {
         /// Where to write the copy; must not exist.
         file: PathBuf,
-        /// A TOML config file naming the database (see scriptbox.example.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Database URL (overrides the config): sqlite://FILE.
-        #[arg(long)]
-        database: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
-    /// Manage tenants.
+    /// Manage tenants (directly in the database, not through a server).
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
     },
 }
 
+/// Where a client command connects, over the saved login.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// The server's admin URL, e.g. http://127.0.0.1:8080 [default: the
+    /// saved login's].
+    #[arg(long, env = "SCRIPTBOX_URL")]
+    pub url: Option<String>,
+    /// The tenant's API key [default: the saved login's].
+    #[arg(long, env = "SCRIPTBOX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// Which database a local command opens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// A TOML config file naming the database (see scriptbox.example.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Database URL (over the config's): sqlite://FILE or postgres://...
+    /// [default: sqlite://scriptbox.db, in the current folder].
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CronCommand {
-    /// Print the next fire times of EXPR, one RFC 3339 line each (with the
-    /// offset), or `none` when there are no more within five years.
+    /// Print the next fire times of EXPR, one RFC 3339 line each in the
+    /// schedule's zone (as the API shows them), or `none` when there are no
+    /// more within five years.
     Next {
         /// The expression, e.g. "*/15 9-17 * * MON-FRI" or "CRON_TZ=Europe/Paris @daily".
+        #[arg(allow_hyphen_values = true)]
         expr: String,
-        /// Start after this instant (default: now).
+        /// Start after this instant [default: now].
         #[arg(long, value_name = "RFC3339")]
         after: Option<String>,
-        /// Read the start instant in this IANA zone (default: the offset of
-        /// --after, or UTC).
+        /// The schedule's IANA zone when EXPR has no CRON_TZ= prefix, as a
+        /// script's `timezone` [default: the offset of --after, else UTC].
         #[arg(long, value_name = "IANA")]
         zone: Option<String>,
         /// How many fire times to print.
@@ -125,10 +253,21 @@ pub enum TenantCommand {
     Create {
         /// Lowercase letters, digits and '-': the tenant's slug in webhook URLs.
         name: String,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        database: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List the tenants: name, id, created.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Give a tenant a new API key and print it; the old key stops working
+    /// (within a minute on running servers, which cache keys).
+    RotateKey {
+        /// The tenant's name.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -195,8 +334,120 @@ async fn serve(config: Config) -> ExitCode {
         "scriptbox listening: API and dashboard on admin, webhooks on public"
     );
     match crate::server::run(listeners, node, crate::server::shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("stopped");
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_SCRIPT_FAILED)
+        }
+    }
+}
+
+/// The configuration a local database command reads (`--config`,
+/// `--database`).
+fn database_config(args: DatabaseArgs) -> Result<Config, ExitCode> {
+    load_config(
+        args.config.as_deref(),
+        Overrides {
+            database: args.database,
+            ..Overrides::default()
+        },
+    )
+}
+
+/// Opens the configured database for a one-shot command.
+async fn open_db(config: &Config) -> Result<Db, ExitCode> {
+    Db::open(&config.database).await.map_err(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::from(EXIT_SCRIPT_FAILED)
+    })
+}
+
+/// The database a command uses, as a person reads it: a SQLite file by its
+/// full path, PostgreSQL without its password.
+fn database_shown(url: &str) -> String {
+    if let Some(file) = crate::secrets::sqlite_file(url) {
+        let full = std::path::absolute(&file).unwrap_or(file);
+        return format!("sqlite://{}", full.display());
+    }
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+async fn create_tenant(config: Config, name: &str) -> ExitCode {
+    if let Err(why) = crate::store::tenants_validate_name(name) {
+        eprintln!("error: {why}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let shown = database_shown(&config.database.url);
+    let new_file = crate::secrets::sqlite_file(&config.database.url).is_some_and(|f| !f.exists());
+    let db = match open_db(&config).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let result = db.create_tenant(name).await;
+    db.close().await;
+    match result {
+        Ok((tenant, key)) => {
+            if new_file {
+                eprintln!(
+                    "note: {shown} did not exist and was created; a server must use this \
+                     database (`scriptbox serve --database ...`) for the key to work"
+                );
+            }
+            println!("created tenant {} ({}) in {shown}", tenant.name, tenant.id);
+            println!("API key (shown once, keep it safe):");
+            println!("{key}");
+            ExitCode::SUCCESS
+        }
+        Err(StoreError::Conflict(_)) => {
+            eprintln!(
+                "error: a tenant named {name:?} already exists in {shown}; its key was shown \
+                 once, when it was created. For a new key: scriptbox tenant rotate-key {name}"
+            );
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_SCRIPT_FAILED)
+        }
+    }
+}
+
+async fn list_tenants(config: Config) -> ExitCode {
+    let db = match open_db(&config).await {
+        Ok(db) => db,
+        Err(code) => return code,
+    };
+    let result = db.list_tenants().await;
+    db.close().await;
+    match result {
+        Ok(tenants) if tenants.is_empty() => {
+            println!(
+                "no tenants in {}: `scriptbox tenant create NAME` makes one",
+                database_shown(&config.database.url)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(tenants) => {
+            let rows: Vec<Vec<String>> = tenants
+                .into_iter()
+                .map(|t| {
+                    let created =
+                        crate::cron::Time::from_unix_ms(t.created_at, crate::cron::Location::Utc);
+                    vec![t.name, t.id.to_string(), created.to_string()]
+                })
+                .collect();
+            print!(
+                "{}",
+                crate::client::render_table(&["NAME", "ID", "CREATED"], &rows)
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -206,29 +457,28 @@ async fn serve(config: Config) -> ExitCode {
     }
 }
 
-async fn create_tenant(config: Config, name: &str) -> ExitCode {
-    if let Err(why) = crate::store::tenants_validate_name(name) {
-        eprintln!("error: {why}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let db = match Db::open(&config.database).await {
+async fn rotate_key(config: Config, name: &str) -> ExitCode {
+    let shown = database_shown(&config.database.url);
+    let db = match open_db(&config).await {
         Ok(db) => db,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return ExitCode::from(EXIT_SCRIPT_FAILED);
-        }
+        Err(code) => return code,
     };
-    let result = db.create_tenant(name).await;
+    let result = db.rotate_api_key(name).await;
     db.close().await;
     match result {
         Ok((tenant, key)) => {
-            println!("created tenant {} ({})", tenant.name, tenant.id);
-            println!("API key (shown once, keep it safe):");
+            println!(
+                "new API key for tenant {} ({}) in {shown}; the old key stops working \
+                 (within a minute on running servers)",
+                tenant.name, tenant.id
+            );
             println!("{key}");
             ExitCode::SUCCESS
         }
-        Err(StoreError::Conflict(why)) => {
-            eprintln!("error: {why}");
+        Err(StoreError::NotFound) => {
+            eprintln!(
+                "error: no tenant named {name:?} in {shown} (`scriptbox tenant list` lists them)"
+            );
             ExitCode::from(EXIT_USAGE)
         }
         Err(error) => {
@@ -254,12 +504,9 @@ async fn backup(config: Config, file: &Path) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let db = match Db::open(&config.database).await {
+    let db = match open_db(&config).await {
         Ok(db) => db,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return ExitCode::from(EXIT_SCRIPT_FAILED);
-        }
+        Err(code) => return code,
     };
     let copied = db.backup_into(file).await;
     db.close().await;
@@ -370,37 +617,171 @@ pub async fn execute(cli: Cli) -> ExitCode {
                     count,
                 },
         } => cron_next(&expr, after.as_deref(), zone.as_deref(), count),
-        Command::Backup {
-            file,
-            config,
-            database,
-        } => match load_config(
-            config.as_deref(),
-            Overrides {
-                database,
-                ..Overrides::default()
-            },
-        ) {
+        Command::Backup { file, database } => match database_config(database) {
             Ok(config) => backup(config, &file).await,
             Err(code) => code,
         },
-        Command::Tenant {
-            command:
-                TenantCommand::Create {
-                    name,
-                    config,
-                    database,
-                },
-        } => match load_config(
-            config.as_deref(),
-            Overrides {
-                database,
-                ..Overrides::default()
+        Command::Tenant { command } => match command {
+            TenantCommand::Create { name, database } => match database_config(database) {
+                Ok(config) => create_tenant(config, &name).await,
+                Err(code) => code,
             },
-        ) {
-            Ok(config) => create_tenant(config, &name).await,
-            Err(code) => code,
+            TenantCommand::List { database } => match database_config(database) {
+                Ok(config) => list_tenants(config).await,
+                Err(code) => code,
+            },
+            TenantCommand::RotateKey { name, database } => match database_config(database) {
+                Ok(config) => rotate_key(config, &name).await,
+                Err(code) => code,
+            },
         },
+        Command::Login { url, api_key } => login(url, api_key).await,
+        remote => client_command(remote).await,
+    }
+}
+
+/// `scriptbox login URL`: the key from --api-key, or a line of stdin.
+async fn login(url: String, api_key: Option<String>) -> ExitCode {
+    let api_key = match api_key {
+        Some(key) => key,
+        None => {
+            use std::io::{BufRead, IsTerminal};
+            if std::io::stdin().is_terminal() {
+                eprint!("API key for {url} (from `scriptbox tenant create`): ");
+            }
+            let mut line = String::new();
+            if let Err(error) = std::io::stdin().lock().read_line(&mut line) {
+                eprintln!("error: reading the API key: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            line.trim().to_owned()
+        }
+    };
+    if api_key.is_empty() {
+        eprintln!("error: no API key given (--api-key, SCRIPTBOX_API_KEY or stdin)");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let credentials = crate::client::Credentials { url, api_key };
+    report(crate::client::commands::login(credentials).await)
+}
+
+/// Prints a client command's output, or its error with the exit code that
+/// fits.
+fn report(result: crate::client::ClientResult<String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => client_failed(&error),
+    }
+}
+
+fn client_failed(error: &crate::client::ClientError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(error.exit_code())
+}
+
+/// The commands that talk to a server's API.
+async fn client_command(command: Command) -> ExitCode {
+    use crate::client::commands::{self, Deploy, DeployTrigger};
+    let connect = |remote: Remote| {
+        crate::client::login::resolve(remote.url, remote.api_key)
+            .and_then(crate::client::Client::new)
+    };
+    match command {
+        Command::Deploy {
+            file,
+            name,
+            webhook,
+            schedule,
+            manual,
+            zone,
+            secrets,
+            remote,
+        } => {
+            let trigger = match (webhook, schedule, manual) {
+                (Some(path), _, _) => Some(DeployTrigger::Webhook { path }),
+                (_, Some(schedule), _) => Some(DeployTrigger::Scheduled { schedule, zone }),
+                (_, _, true) => Some(DeployTrigger::Manual),
+                _ => None,
+            };
+            let deploy = match Deploy::of_file(&file, name, trigger, secrets) {
+                Ok(deploy) => deploy,
+                Err(error) => return client_failed(&error),
+            };
+            match connect(remote) {
+                Ok(client) => report(commands::deploy(&client, &deploy).await),
+                Err(error) => client_failed(&error),
+            }
+        }
+        Command::Scripts { json, remote } => match connect(remote) {
+            Ok(client) => report(commands::scripts(&client, json).await),
+            Err(error) => client_failed(&error),
+        },
+        Command::Invoke {
+            name,
+            input,
+            json,
+            remote,
+        } => {
+            let client = match connect(remote) {
+                Ok(client) => client,
+                Err(error) => return client_failed(&error),
+            };
+            match commands::invoke(&client, &name, input.as_deref(), json).await {
+                Ok(invoked) => {
+                    if !invoked.stderr.is_empty() {
+                        eprintln!("{}", invoked.stderr);
+                    }
+                    if !invoked.stdout.is_empty() {
+                        println!("{}", invoked.stdout);
+                    }
+                    if invoked.completed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(EXIT_SCRIPT_FAILED)
+                    }
+                }
+                Err(error) => client_failed(&error),
+            }
+        }
+        Command::Executions {
+            script,
+            status,
+            limit,
+            json,
+            remote,
+        } => match connect(remote) {
+            Ok(client) => report(
+                commands::executions(&client, script.as_deref(), status.as_deref(), limit, json)
+                    .await,
+            ),
+            Err(error) => client_failed(&error),
+        },
+        Command::Logs {
+            name,
+            follow,
+            limit,
+            remote,
+        } => {
+            let client = match connect(remote) {
+                Ok(client) => client,
+                Err(error) => return client_failed(&error),
+            };
+            let print = |block: &str| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{block}");
+                let _ = out.flush();
+            };
+            let note = |line: &str| eprintln!("{line}");
+            match commands::logs(&client, &name, limit, follow, print, note).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => client_failed(&error),
+            }
+        }
+        other => unreachable!("not a client command: {other:?}"),
     }
 }
 
@@ -423,15 +804,20 @@ fn cron_next(expr: &str, after: Option<&str>, zone: Option<&str>, count: usize) 
         },
         None => Time::from_unix_ms(crate::store::now_ms(), Location::Utc),
     };
-    if let Some(name) = zone {
-        match Location::named(name) {
-            Ok(loc) => start = start.in_location(loc),
+    // As the API shows a script's next runs: in the expression's own zone
+    // (CRON_TZ=), else the given one, else the offset of --after (UTC
+    // without it).
+    let default_zone = match zone {
+        Some(name) => match Location::named(name) {
+            Ok(loc) => loc,
             Err(why) => {
                 eprintln!("error: --zone: {why}");
                 return ExitCode::from(EXIT_USAGE);
             }
-        }
-    }
+        },
+        None => start.location(),
+    };
+    start = start.in_location(schedule.zone_or(default_zone));
     let times = schedule.upcoming(start, count);
     for time in &times {
         println!("{time}");
@@ -550,8 +936,13 @@ async fn run_file(
     }
     if stats {
         let u = &outcome.usage;
+        // Fuel per millisecond of CPU: how a fuel budget maps to time for
+        // this kind of work (docs/sandbox.md, "Fuel and time").
+        let fuel_per_ms = (u.fuel_used as u128 * 1_000)
+            .checked_div(u.cpu.as_micros())
+            .unwrap_or(0);
         eprintln!(
-            "stats: fuel_used={} memory_peak_bytes={} wall_us={} cpu_us={}",
+            "stats: fuel_used={} memory_peak_bytes={} wall_us={} cpu_us={} fuel_per_ms={fuel_per_ms}",
             u.fuel_used,
             u.memory_peak_bytes,
             u.wall.as_micros(),

@@ -26,6 +26,8 @@
 //! - [`config`]: the typed, validated configuration
 //! - [`logging`]: `RUST_LOG` and `[log] format`
 //! - [`cli`]: the `scriptbox` command line
+//! - [`client`]: the command line's client of a node's API: login, deploy,
+//!   scripts, invoke, executions, live logs
 //! - [`fuzz`]: properties of the parsers of untrusted text, for the fuzz
 //!   targets and the property tests
 
@@ -39,6 +41,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cron;
 pub mod exec;

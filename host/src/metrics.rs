@@ -226,6 +226,9 @@ pub struct Metrics {
     pub scheduler: SchedulerMetrics,
     pub webhooks: WebhookMetrics,
     pub retention: RetentionMetrics,
+    /// `scriptbox_database_up`: 1 when the database answered the check made
+    /// at the last scrape, 0 when it failed or did not answer in time.
+    pub database_up: IntGauge,
 }
 
 /// Retention metrics.
@@ -385,6 +388,14 @@ impl Metrics {
         }
         // Known label values show from the start, at zero.
         s.skipped.with_label_values(&["overlap"]);
+        let database_up = IntGauge::new(
+            "scriptbox_database_up",
+            "1 when the database answered a check at this scrape, else 0",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(database_up.clone()))
+            .expect("unique metric names");
         Self {
             registry,
             runs,
@@ -392,6 +403,7 @@ impl Metrics {
             scheduler,
             webhooks,
             retention,
+            database_up,
         }
     }
 

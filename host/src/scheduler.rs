@@ -475,6 +475,7 @@ async fn end_claimed(
         error_stack: None,
         logs: "[]".into(),
         duration_ms: 0,
+        duration_us: 0,
         fuel_used: 0,
         memory_peak_bytes: 0,
         cpu_time_us: 0,

@@ -149,14 +149,19 @@ impl ScriptService {
         Ok(self.db.script(&tenant.id, id).await?)
     }
 
-    /// A page of `tenant`'s scripts, newest first, older than `cursor`.
+    /// A page of `tenant`'s scripts (named `name`, if given), newest first,
+    /// older than `cursor`.
     pub async fn list(
         &self,
         tenant: &Tenant,
+        name: Option<&str>,
         cursor: Option<&ScriptId>,
         limit: i64,
     ) -> Result<Vec<ScriptRecord>> {
-        Ok(self.db.list_scripts(&tenant.id, cursor, limit).await?)
+        Ok(self
+            .db
+            .list_scripts(&tenant.id, name, cursor, limit)
+            .await?)
     }
 
     pub async fn create(&self, tenant: &Tenant, change: ScriptChange) -> Result<ScriptRecord> {

@@ -100,7 +100,7 @@ pub fn key_file_beside(database_url: &str) -> Option<PathBuf> {
 }
 
 /// The path of a SQLite database file named by `url`, if it is one.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or(url.strip_prefix("sqlite:"))?;

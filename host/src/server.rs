@@ -85,7 +85,9 @@ pub async fn run(
     }
     let shutdown_timeout = Duration::from_millis(node.config.shutdown_timeout_ms);
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
-    finish_runs(&node, deadline).await;
+    // Live-log streams end now, so they do not hold the admin listener open.
+    node.exec.events().close();
+    let (waited_for, failed) = finish_runs(&node, deadline).await;
     // Requests still open past the deadline (a synchronous call waiting for
     // a run just failed) are cut.
     if !admin_done && tokio::time::timeout_at(deadline, &mut admin).await.is_err() {
@@ -101,6 +103,11 @@ pub async fn run(
         let _ = task.await;
     }
     node.db.close().await;
+    tracing::info!(
+        waited_for,
+        recorded_failed = failed,
+        "stopped: waited for {waited_for} running executions, recorded {failed} as failed"
+    );
     Ok(())
 }
 
@@ -147,23 +154,31 @@ fn start_background(
 }
 
 /// Waits for runs in progress until `deadline`; records the rest as failed.
-async fn finish_runs(node: &Node, deadline: tokio::time::Instant) {
+/// Waits for the runs in progress until `deadline`, then records the rest
+/// as failed: how many it waited for, and how many it recorded failed.
+async fn finish_runs(node: &Node, deadline: tokio::time::Instant) -> (usize, u64) {
     let in_flight = node.exec.runs_in_flight();
     if in_flight > 0 {
         tracing::info!(runs = in_flight, "waiting for running executions to finish");
     }
     if node.exec.wait_idle(deadline).await {
-        return;
+        return (in_flight, 0);
     }
     match node.exec.fail_unfinished().await {
-        Ok(n) => tracing::warn!(
-            runs = n,
-            "recorded executions still running at the shutdown deadline as failed"
-        ),
-        Err(error) => tracing::error!(
-            error = format!("{error:#}"),
-            "could not record unfinished executions"
-        ),
+        Ok(n) => {
+            tracing::warn!(
+                runs = n,
+                "recorded executions still running at the shutdown deadline as failed"
+            );
+            (in_flight, n)
+        }
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "could not record unfinished executions"
+            );
+            (in_flight, 0)
+        }
     }
 }
 

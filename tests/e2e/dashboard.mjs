@@ -2,7 +2,12 @@
 // node dashboard.mjs BASE_URL KEY OTHER_KEY SCREENSHOT_DIR PUBLIC_URL
 // Exits non-zero with a message on the first expectation that fails.
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+// axe-core, evaluated through the DevTools protocol (the page's CSP, rightly,
+// lets no injected <script> run).
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const [base, key, otherKey, shots, publicBase] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
@@ -23,9 +28,26 @@ function expect(ok, what) {
   if (!ok) throw new Error(`expected: ${what}`);
 }
 const text = (selector) => page.locator(selector).first().innerText({ timeout: 10000 });
+// No serious or critical accessibility violations on the page as shown.
+async function accessible(what) {
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+  });
+  expect(found.length === 0, `${what} is accessible: ${found.join("; ")}`);
+}
 
 try {
   await page.goto(base);
+  // Signed out: the sign-in form and nothing else.
+  await page.getByLabel("API key").waitFor();
+  expect(!(await page.locator("#nav").isVisible()), "no navigation while signed out");
+  const signin = await text(".signin");
+  expect(!signin.includes("`"), `no literal backticks on the sign-in page: ${signin}`);
+  await accessible("the sign-in page");
   // A wrong key is refused.
   await page.getByLabel("API key").fill("sbx_not_a_key");
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -36,6 +58,7 @@ try {
   await page.getByLabel("API key").fill(key);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: /Scripts of acme/ }).waitFor();
+  expect(await page.locator("#nav").isVisible(), "navigation once signed in");
   await shot("02-scripts-empty");
 
   // Create a script with a syntax error on line 3: the error names it.
@@ -61,8 +84,19 @@ try {
   const run = await text(".execution");
   expect(run.includes('"hello": "Ada"'), `the output is shown: ${run}`);
   expect(run.includes("[info] hi Ada"), `the logs are shown: ${run}`);
-  expect(/fuel \d+/.test(run) && /peak memory \d+/.test(run) && /duration \d+ ms/.test(run), "usage is shown");
+  // Sub-millisecond precision, memory in KiB/MiB.
+  expect(/fuel \d+/.test(run), `fuel is shown: ${run}`);
+  expect(/duration \d+(\.\d)? (µs|ms)/.test(run) && !/duration 0 ms/.test(run), `the duration is precise: ${run}`);
+  expect(/peak memory \d+\.\d (KiB|MiB)/.test(run), `memory in KiB or MiB: ${run}`);
   await shot("04-run-now");
+  await accessible("a script's page");
+
+  // Ctrl+Enter in the editor saves and runs the new source.
+  await page.getByLabel("Source").fill("export default (input) => {\n  console.log('from the keyboard');\n  return 7;\n};\n");
+  await page.getByLabel("Source").press("Control+Enter");
+  await page.waitForFunction(() => /from the keyboard/.test(document.querySelector(".execution")?.innerText || ""));
+  expect((await text("[role=status]")).includes("Saved version 2"), "Ctrl+Enter saved first");
+  const greeter = page.url().split("/").pop();
 
   // A failing script, run, then retried from the executions page.
   await page.goto(`${base}/#/scripts/new`);
@@ -75,9 +109,23 @@ try {
 
   await page.getByRole("link", { name: "Executions", exact: true }).click();
   await page.getByRole("heading", { name: "Executions" }).waitFor();
-  await page.locator("table.executions tbody tr").nth(1).waitFor();
+  await page.locator("table.executions tbody tr").nth(2).waitFor();
   const rows = await page.locator("table.executions tbody tr").count();
-  expect(rows === 2, `both runs are listed (${rows})`);
+  expect(rows === 3, `every run is listed (${rows})`);
+  await accessible("the executions page");
+
+  // Live: a run made elsewhere appears at the top as it finishes.
+  await page.getByLabel("Live").check();
+  await page.getByText("Live: executions appear as they finish.").waitFor();
+  const made = await fetch(`${base}/api/scripts/${greeter}/run`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}",
+  }).then((r) => r.json());
+  await page.locator(`table.executions tbody tr:first-child a[href="#/executions/${made.id}"]`).waitFor();
+  expect((await page.locator("table.executions tbody tr").count()) === 4, "the live run was added once");
+  await shot("05-executions-live");
+  await page.getByLabel("Live").uncheck();
+  await page.reload();
+  await page.locator("table.executions tbody tr").nth(3).waitFor();
   await page.getByLabel("Status").selectOption("failed");
   await page.waitForFunction(() => document.querySelectorAll("table.executions tbody tr").length === 1);
   await shot("05-executions-failed");
@@ -133,6 +181,7 @@ try {
   expect((await text("table.errors-by-kind")).includes("js_error"), "errors by kind list js_error");
   await page.locator("svg.chart-pool polyline, svg.chart-pool circle").first().waitFor({ state: "attached" });
   await shot("08-overview");
+  await accessible("the overview");
 
   // A narrow window still reads.
   await page.getByRole("link", { name: "Scripts", exact: true }).click();
@@ -151,6 +200,7 @@ try {
   await page.locator("table.secrets", { hasText: "API_TOKEN" }).waitFor();
   expect(!(await text("main")).includes("tok_dashboard_secret_1"), "a secret's value is not shown");
   await shot("10-secrets");
+  await accessible("the secrets page");
   await page.goto(`${base}/#/scripts/new`);
   await page.getByLabel("Name").fill("uses-token");
   await page.getByLabel("Source").fill(

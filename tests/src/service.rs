@@ -8,6 +8,15 @@ use scriptbox::exec::ExecutionService;
 use serde_json::Value;
 use sqlx::Connection;
 
+/// Says, past the test harness's output capture, that the calling test did
+/// not run and why: it shows in the plain `cargo test` output, where a
+/// skipped test would otherwise pass as `ok`.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -37,7 +46,7 @@ pub async fn fresh_database(backend: Backend) -> Option<String> {
         }
         Backend::Postgres => {
             let Some(admin) = postgres_url() else {
-                eprintln!("skipped: SCRIPTBOX_TEST_POSTGRES_URL is not set");
+                skipped("SCRIPTBOX_TEST_POSTGRES_URL is not set");
                 return None;
             };
             let mut conn = sqlx::PgConnection::connect(&admin)
@@ -217,8 +226,8 @@ impl TestNode {
 
 /// Defines `mod sqlite { #[tokio::test] fn NAME }` and `mod postgres { ... }`
 /// from one `async fn NAME(url: String)` per test, each given a fresh
-/// database of its backend. PostgreSQL tests say they were skipped when
-/// `SCRIPTBOX_TEST_POSTGRES_URL` is not set.
+/// database of its backend. PostgreSQL tests are `ignored`, with the reason,
+/// when `SCRIPTBOX_TEST_POSTGRES_URL` was not set at build time (tests/build.rs).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -235,6 +244,10 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    not(scriptbox_postgres),
+                    ignore = "needs PostgreSQL: set SCRIPTBOX_TEST_POSTGRES_URL (README, Tests)"
+                )]
                 async fn $name() {
                     let backend = $crate::service::Backend::Postgres;
                     let Some(url) = $crate::service::fresh_database(backend).await else {

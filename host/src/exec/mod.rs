@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod events;
 pub mod fair;
 
+pub use events::{Events, ExecutionEvent, Received, Subscription};
 pub use fair::{Admission, Slot, TenantBusy, TenantGate};
 
 pub use crate::model::Trigger;
@@ -213,6 +215,8 @@ pub struct ExecutionService {
     secrets: Secrets,
     /// This node's presence lock on a shared database.
     presence: Arc<Presence>,
+    /// Finished runs, for live logs.
+    events: Events,
 }
 
 /// Runs in progress or waiting for a slot on this node, so shutdown can
@@ -275,6 +279,7 @@ impl ExecutionService {
             waiting_input: Arc::default(),
             secrets,
             presence: Arc::default(),
+            events: Events::default(),
         }
     }
 
@@ -312,6 +317,11 @@ impl ExecutionService {
     /// service's callers use its methods).
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Finished runs of this node as they are recorded.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// The sandbox runs go to (for tests and tools, as [`Self::db`]).
@@ -703,6 +713,9 @@ impl ExecutionService {
             status.as_str(),
             &outcome,
         );
+        if self.events.subscribers() > 0 {
+            self.events.publish(finished_event(run, status, &outcome));
+        }
         Ok(Executed { outcome, status })
     }
 
@@ -898,6 +911,37 @@ fn mask(outcome: &mut RunOutcome, masks: &Masks) {
     }
 }
 
+/// A finished run as live logs show it.
+fn finished_event(
+    run: &NewExecution,
+    status: ExecutionStatus,
+    outcome: &RunOutcome,
+) -> ExecutionEvent {
+    let (error_type, error_message) = match &outcome.result {
+        Ok(_) => (None, None),
+        Err(failure) => (
+            Some(FailureKind::from(failure.kind)),
+            Some(failure.message.clone()),
+        ),
+    };
+    ExecutionEvent {
+        id: run.id.clone(),
+        script_id: run.script_id.clone(),
+        script_version: run.script_version,
+        trigger_type: run.trigger_type,
+        status,
+        attempt: run.attempt,
+        error_type,
+        error_message,
+        logs: outcome.logs.clone(),
+        duration_us: outcome.usage.wall.as_micros() as i64,
+        fuel_used: outcome.usage.fuel_used as i64,
+        memory_peak_bytes: outcome.usage.memory_peak_bytes as i64,
+        finished_at_ms: crate::store::now_ms(),
+        tenant_id: run.tenant_id.clone(),
+    }
+}
+
 /// The stored form of a run's outcome.
 fn finished_run(outcome: &RunOutcome) -> FinishedRun {
     let logs = serde_json::to_string(&outcome.logs).unwrap_or_else(|_| "[]".into());
@@ -926,6 +970,7 @@ fn finished_run(outcome: &RunOutcome) -> FinishedRun {
         error_stack,
         logs,
         duration_ms: usage.wall.as_millis() as i64,
+        duration_us: usage.wall.as_micros() as i64,
         fuel_used: usage.fuel_used as i64,
         memory_peak_bytes: usage.memory_peak_bytes as i64,
         cpu_time_us: usage.cpu.as_micros() as i64,

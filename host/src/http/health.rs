@@ -19,7 +19,7 @@ use super::views::Rfc3339;
 /// A scheduler that has not passed its loop for this long has stalled (it
 /// passes at least every 500 ms).
 pub const SCHEDULER_STALL: Duration = Duration::from_secs(5);
-const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]

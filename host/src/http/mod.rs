@@ -134,6 +134,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::any(webhooks::moved),
         )
         .route("/api/executions", get(executions::list))
+        .route("/api/executions/stream", get(executions::stream))
         .route("/api/executions/{id}", get(executions::show))
         .route("/api/executions/{id}/retry", post(executions::retry))
         .route("/health", get(health::health))
@@ -220,6 +221,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             return refused;
         }
     }
+    // The database's health, as the readiness probe checks it, for alerts.
+    let answered = tokio::time::timeout(health::DATABASE_TIMEOUT, state.db.ping()).await;
+    let up = matches!(answered, Ok(Ok(())));
+    state.metrics.database_up.set(i64::from(up));
     (
         [(
             header::CONTENT_TYPE,

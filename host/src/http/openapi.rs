@@ -37,6 +37,7 @@ use super::{executions, health, scripts, secrets, stats, webhooks};
         executions::list,
         executions::show,
         executions::retry,
+        executions::stream,
         webhooks::moved,
         webhooks::by_path,
         health::health,

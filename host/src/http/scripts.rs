@@ -64,6 +64,8 @@ pub struct PageQuery {
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<ScriptId>,
+    /// Only scripts with exactly this name.
+    name: Option<String>,
 }
 
 pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
@@ -76,7 +78,7 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, AppError> {
     }
 }
 
-/// List the tenant's scripts, newest first.
+/// List the tenant's scripts, newest first (`name`: only those so named).
 #[utoipa::path(get, path = "/api/scripts", tag = "scripts", security(("api_key" = [])),
     params(PageQuery),
     responses(
@@ -92,7 +94,12 @@ pub async fn list(
     let limit = page_limit(page.limit)?;
     let rows = state
         .scripts
-        .list(&tenant, page.cursor.as_ref(), limit + 1)
+        .list(
+            &tenant,
+            page.name.as_deref(),
+            page.cursor.as_ref(),
+            limit + 1,
+        )
         .await?;
     Ok(Json(Page::of(
         rows,

@@ -266,6 +266,8 @@ pub struct ExecutionView {
     started_at: Option<Rfc3339>,
     finished_at: Option<Rfc3339>,
     duration_ms: Option<i64>,
+    /// Wall time in microseconds (`null` on runs recorded before it was kept).
+    duration_us: Option<i64>,
     fuel_used: Option<i64>,
     memory_peak_bytes: Option<i64>,
     cpu_time_us: Option<i64>,
@@ -295,6 +297,7 @@ impl From<ExecutionRecord> for ExecutionView {
             started_at: e.started_at.map(Rfc3339),
             finished_at: e.finished_at.map(Rfc3339),
             duration_ms: e.duration_ms,
+            duration_us: e.duration_us,
             fuel_used: e.fuel_used,
             memory_peak_bytes: e.memory_peak_bytes,
             cpu_time_us: e.cpu_time_us,

@@ -28,6 +28,8 @@ pub struct ExecutionRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub duration_ms: Option<i64>,
+    /// Wall time in microseconds (`None` on rows older than the column).
+    pub duration_us: Option<i64>,
     pub fuel_used: Option<i64>,
     pub memory_peak_bytes: Option<i64>,
     pub cpu_time_us: Option<i64>,
@@ -62,6 +64,7 @@ pub struct FinishedRun {
     pub error_stack: Option<String>,
     pub logs: String,
     pub duration_ms: i64,
+    pub duration_us: i64,
     pub fuel_used: i64,
     pub memory_peak_bytes: i64,
     pub cpu_time_us: i64,
@@ -80,7 +83,7 @@ pub struct ExecutionFilter {
 const COLUMNS: &str = "id, tenant_id, script_id, script_version, trigger_type, status, input, \
     output, error_type, error_message, error_stack, logs, attempt, node_id, queued_at, \
     started_at, finished_at, duration_ms, fuel_used, memory_peak_bytes, cpu_time_us, \
-    scheduled_for, run_after";
+    scheduled_for, run_after, duration_us";
 
 impl Db {
     /// Records an accepted run as `queued`.
@@ -136,7 +139,7 @@ impl Db {
     ) -> StoreResult<ExecutionStatus> {
         let sql = "UPDATE executions SET status = $2, output = $3, error_type = $4, \
             error_message = $5, error_stack = $6, logs = $7, finished_at = $8, duration_ms = $9, \
-            fuel_used = $10, memory_peak_bytes = $11, cpu_time_us = $12 \
+            fuel_used = $10, memory_peak_bytes = $11, cpu_time_us = $12, duration_us = $13 \
             WHERE id = $1 AND status IN ('queued', 'running')";
         let now = now_ms();
         // The one statement, with the status to store, on `$conn`.
@@ -155,6 +158,7 @@ impl Db {
                     .bind(run.fuel_used)
                     .bind(run.memory_peak_bytes)
                     .bind(run.cpu_time_us)
+                    .bind(run.duration_us)
                     .execute($conn)
                     .await
             };

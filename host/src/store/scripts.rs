@@ -153,16 +153,17 @@ impl Db {
     pub async fn list_scripts(
         &self,
         tenant_id: &TenantId,
+        name: Option<&str>,
         before: Option<&ScriptId>,
         limit: i64,
     ) -> StoreResult<Vec<ScriptRecord>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM scripts WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
+             AND ($4 IS NULL OR name = $4) ORDER BY id DESC LIMIT $3"
         );
         on_pool!(self, pool => {
             sqlx::query_as::<_, ScriptRecord>(&sql)
-                .bind(tenant_id).bind(before).bind(limit)
+                .bind(tenant_id).bind(before).bind(limit).bind(name)
                 .fetch_all(pool).await
         })
         .map_err(Into::into)

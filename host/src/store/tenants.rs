@@ -88,6 +88,35 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// Every tenant, by name.
+    pub async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, Tenant>("SELECT id, name, created_at FROM tenants ORDER BY name")
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(Into::into)
+    }
+
+    /// Gives tenant `name` a new API key, returned; the old one no longer
+    /// matches (nodes that cached it accept it until their cache expires).
+    pub async fn rotate_api_key(&self, name: &str) -> StoreResult<(Tenant, String)> {
+        let key = new_api_key();
+        let hash = hash_api_key(&key);
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE tenants SET api_key_hash = $1 WHERE name = $2")
+                .bind(&hash)
+                .bind(name)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok((self.tenant_by_name(name).await?, key))
+    }
+
     pub async fn tenant_by_name(&self, name: &str) -> StoreResult<Tenant> {
         on_pool!(self, pool => {
             sqlx::query_as::<_, Tenant>("SELECT id, name, created_at FROM tenants WHERE name = $1")

@@ -24,7 +24,7 @@ use crate::model::{ExecutionId, ExecutionStatus, ScriptId};
 const QUEUE: usize = 16_384;
 /// The most writes one transaction takes.
 const BATCH: usize = 1_024;
-/// Rows per multi-row `INSERT`: 23 parameters a row stays well under
+/// Rows per multi-row `INSERT`: 24 parameters a row stays well under
 /// SQLite's 32,766 and PostgreSQL's 65,535.
 const ROWS_PER_INSERT: usize = 256;
 
@@ -32,8 +32,8 @@ const ROWS_PER_INSERT: usize = 256;
 const COLUMNS: &str = "id, tenant_id, script_id, script_version, trigger_type, status, input, \
     output, error_type, error_message, error_stack, logs, attempt, node_id, queued_at, \
     started_at, finished_at, duration_ms, fuel_used, memory_peak_bytes, cpu_time_us, \
-    scheduled_for, run_after";
-const COLUMN_COUNT: usize = 23;
+    scheduled_for, run_after, duration_us";
+const COLUMN_COUNT: usize = 24;
 
 /// One write, as queued.
 #[derive(Debug)]
@@ -317,6 +317,7 @@ macro_rules! bind_row {
                     .bind(None::<i64>)
                     .bind(new.scheduled_for)
                     .bind(None::<i64>)
+                    .bind(None::<i64>)
             }
             Write::Complete {
                 new,
@@ -347,14 +348,15 @@ macro_rules! bind_row {
                 .bind(Some(run.memory_peak_bytes))
                 .bind(Some(run.cpu_time_us))
                 .bind(new.scheduled_for)
-                .bind(None::<i64>),
+                .bind(None::<i64>)
+                .bind(Some(run.duration_us)),
             Write::Start { .. } | Write::Finish { .. } => unreachable!("only new rows are bound"),
         }
     }};
 }
 
 /// Rows per multi-row `UPDATE ... FROM (VALUES ...)` of starts and finishes
-/// (at most 12 parameters a row).
+/// (at most 13 parameters a row).
 const ROWS_PER_UPDATE: usize = 512;
 
 /// Whether `write` is a finish whose failure is followed up (a retry queued
@@ -442,11 +444,12 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
             })
             .collect();
         for chunk in closing.chunks(ROWS_PER_UPDATE) {
-            let sql = update_sql(chunk.len(), 12,
+            let sql = update_sql(chunk.len(), 13,
                 "UPDATE executions SET status = v.column2, output = v.column3, \
                  error_type = v.column4, error_message = v.column5, error_stack = v.column6, \
                  logs = v.column7, finished_at = v.column8, duration_ms = v.column9, \
-                 fuel_used = v.column10, memory_peak_bytes = v.column11, cpu_time_us = v.column12 \
+                 fuel_used = v.column10, memory_peak_bytes = v.column11, cpu_time_us = v.column12, \
+                 duration_us = v.column13 \
                  FROM (VALUES {rows}) AS v \
                  WHERE executions.id = v.column1 AND executions.status IN ('queued', 'running')");
             let mut query = sqlx::query(&sql);
@@ -456,7 +459,7 @@ async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<Execu
                     .bind(id).bind(*status).bind(&run.output).bind(run.error_type)
                     .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(*at)
                     .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
-                    .bind(run.cpu_time_us);
+                    .bind(run.cpu_time_us).bind(run.duration_us);
             }
             query.execute(&mut *tx).await?;
         }

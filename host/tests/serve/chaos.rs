@@ -43,7 +43,9 @@ impl PrivatePostgres {
                 std::env::var_os("CI").is_none(),
                 "PostgreSQL's server binaries (initdb, pg_ctl) are required in CI"
             );
-            eprintln!("skipped: PostgreSQL's server binaries are not installed");
+            common::skipped(
+                "needs PostgreSQL's server binaries (initdb, pg_ctl) under /usr/lib/postgresql",
+            );
             return None;
         };
         let data = std::env::temp_dir().join(format!("sbx-chaos-pg-{}", uuid::Uuid::new_v4()));

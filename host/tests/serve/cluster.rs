@@ -18,7 +18,7 @@ async fn fresh_postgres() -> Option<(String, String, String)> {
         .ok()
         .filter(|v| !v.is_empty())
     else {
-        eprintln!("skipped: SCRIPTBOX_TEST_POSTGRES_URL is not set");
+        common::skipped("needs PostgreSQL: set SCRIPTBOX_TEST_POSTGRES_URL (README, Tests)");
         return None;
     };
     let name = format!("sbx_cluster_{}", uuid::Uuid::new_v4().simple());

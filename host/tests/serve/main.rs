@@ -5,6 +5,7 @@
 mod backup;
 mod chaos;
 mod cli;
+mod client;
 mod cluster;
 mod common;
 mod crash;

@@ -1,6 +1,8 @@
 //! A real Prometheus (Debian's `prometheus`) scraping a real node answers
-//! every query of `ops/dashboard-queries.promql` with data. Skipped when
-//! `prometheus` is not installed, except in CI.
+//! every query of `ops/dashboard-queries.promql` with data, and the Grafana
+//! dashboard asks only those; the alert rules pass `promtool check rules`
+//! and their unit tests. Skipped when Prometheus is not installed, except
+//! in CI.
 
 use crate::common;
 
@@ -47,7 +49,7 @@ async fn prometheus_answers_the_dashboard_queries() {
             std::env::var_os("CI").is_none(),
             "prometheus is required in CI"
         );
-        eprintln!("skipped: prometheus is not installed");
+        common::skipped("needs prometheus (apt-get install prometheus)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("scriptbox-prometheus-{}", std::process::id()));
@@ -110,6 +112,19 @@ async fn prometheus_answers_the_dashboard_queries() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A schedule, for the scheduler's lag.
+    let scheduled = call(
+        node.port,
+        "POST",
+        "/api/scripts",
+        &key,
+        Some(json!({
+            "name": "tick", "trigger_type": "scheduled", "schedule": "@every 1s",
+            "source": "export default () => 1",
+        })),
+    )
+    .await;
+    assert!(scheduled["id"].is_string(), "{scheduled}");
     let client = reqwest::Client::new();
     let query = |q: String| {
         let client = client.clone();
@@ -154,4 +169,82 @@ async fn prometheus_answers_the_dashboard_queries() {
     }
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn ops_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ops")
+        .join(name)
+}
+
+#[test]
+fn every_grafana_panel_asks_a_tested_query() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(ops_file("grafana-dashboard.json")).unwrap())
+            .unwrap();
+    let tested: Vec<String> = queries().into_iter().map(|(_, q)| q).collect();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut asked = Vec::new();
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} asks nothing", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap().to_owned();
+            assert!(
+                tested.contains(&expr),
+                "panel {}: {expr} is not in ops/dashboard-queries.promql",
+                panel["title"]
+            );
+            asked.push(expr);
+        }
+        assert_eq!(
+            panel["datasource"]["uid"], "${DS_PROMETHEUS}",
+            "{}: the data source is chosen at import",
+            panel["title"]
+        );
+    }
+    // And every tested query has a panel.
+    for query in &tested {
+        assert!(asked.contains(query), "no panel shows {query}");
+    }
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI"
+        );
+        common::skipped("needs promtool (apt-get install prometheus)");
+        return;
+    }
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(ops_file(""))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every rule file alert has tests.
+    let rules = std::fs::read_to_string(ops_file("alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(ops_file("alerts.test.yml")).unwrap();
+    for line in rules.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            assert!(
+                tests.contains(&format!("alertname: {name}")),
+                "{name} has no test in ops/alerts.test.yml"
+            );
+        }
+    }
 }

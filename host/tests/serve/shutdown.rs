@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, create_tenant, execution, serve, serve_logging, serve_with, wait_for_status};
+use common::{call, create_tenant, execution, serve, serve_logging, wait_for_status};
 use serde_json::{Value, json};
 
 /// A script that keeps the CPU busy for `ms`.
@@ -76,7 +76,11 @@ async fn sigterm_lets_a_running_execution_finish_and_exits_0() {
 async fn a_run_longer_than_the_shutdown_timeout_is_failed_with_kind_shutdown() {
     let (dir, db) = database("cut");
     let key = create_tenant(&db, "acme");
-    let mut server = serve_with(&db, &[("SCRIPTBOX_SHUTDOWN_TIMEOUT_MS", "1000")]).await;
+    let env = [
+        ("SCRIPTBOX_SHUTDOWN_TIMEOUT_MS", "1000"),
+        ("SCRIPTBOX_LOG_FORMAT", "json"),
+    ];
+    let (mut server, lines) = serve_logging(&db, &env).await;
     let execution = start_run(server.port, &key, busy(20_000)).await;
     let signalled = Instant::now();
     server.terminate();
@@ -84,6 +88,11 @@ async fn a_run_longer_than_the_shutdown_timeout_is_failed_with_kind_shutdown() {
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(10), "exited after {took:?}");
     drop(server);
+    // The last line says what shutdown did.
+    let lines = lines.lock().unwrap().clone();
+    let last: Value = serde_json::from_str(lines.last().expect("log lines")).unwrap();
+    assert_eq!(last["waited_for"], 1, "{lines:#?}");
+    assert_eq!(last["recorded_failed"], 1, "{lines:#?}");
 
     let e = after_restart(&db, &key, &execution).await;
     assert_eq!(e["status"], "failed", "{e}");
@@ -138,7 +147,14 @@ async fn json_logs_are_one_object_per_line_with_request_and_run_spans() {
     let started = started.unwrap_or_else(|| panic!("no start line in {lines:#?}"));
     assert_eq!(started["level"], "INFO");
     assert_eq!(started["database"], "sqlite");
-    assert!(find(&|e| e["message"] == "stopped").is_some(), "{lines:#?}");
+    let stopped = find(&|e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("stopped"))
+    });
+    let stopped = stopped.unwrap_or_else(|| panic!("no stop line in {lines:#?}"));
+    assert_eq!(stopped["waited_for"], 0, "{stopped}");
+    assert_eq!(stopped["recorded_failed"], 0, "{stopped}");
 
     // The failed run: one warning, inside the run's span and the request's.
     let failed = find(&|e| e["message"] == "run failed");

@@ -36,6 +36,15 @@ async fn hello_counter_and_webhook_reply_behave_as_documented() {
     let hello = run(&sandbox, &example("hello.js"), json!({ "name": "Ada" })).await;
     assert_eq!(output(&hello), json!({ "greeting": "Hello, Ada!" }));
     assert_eq!(hello.logs[0].message, "called by manual");
+    // Without input, as `scriptbox invoke hello` runs it.
+    let alone = run(&sandbox, &example("hello.js"), json!(null)).await;
+    assert_eq!(output(&alone), json!({ "greeting": "Hello, world!" }));
+
+    // fib.js, the fuel-per-ms yardstick: fib(25) by default, fib(n) given n.
+    let fib = example("fib.js");
+    assert_eq!(output(&run(&sandbox, &fib, json!(10)).await), json!(55));
+    let fib25 = run(&sandbox, &fib, json!(null)).await;
+    assert_eq!(output(&fib25), json!(75025));
 
     let counter = example("counter.js");
     assert_eq!(

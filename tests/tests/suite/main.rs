@@ -15,6 +15,7 @@ mod sandbox_fuel_budgets;
 mod sandbox_limits;
 mod scheduler;
 mod secrets;
+mod stream;
 mod typescript;
 mod webhooks;
 mod writer;

@@ -285,7 +285,7 @@ async fn promtool_accepts_the_output(url: String) {
             std::env::var_os("CI").is_none(),
             "promtool is required in CI (Debian package prometheus)"
         );
-        eprintln!("skipped: promtool is not installed");
+        scriptbox_tests::service::skipped("needs promtool (apt-get install prometheus)");
         return;
     };
     use std::io::Write;

@@ -69,6 +69,7 @@ async fn execution(
             error_stack: None,
             logs: "[]".into(),
             duration_ms: 1,
+            duration_us: 1_000,
             fuel_used: 1,
             memory_peak_bytes: 1,
             cpu_time_us: 1,

@@ -380,6 +380,7 @@ async fn claims_with_a_chosen_clock_catch_up_once_and_never_twice(url: String) {
         error_stack: None,
         logs: "[]".into(),
         duration_ms: 1,
+        duration_us: 1_000,
         fuel_used: 1,
         memory_peak_bytes: 1,
         cpu_time_us: 1,

@@ -56,6 +56,7 @@ fn finished(n: usize) -> FinishedRun {
         error_stack: None,
         logs: "[]".into(),
         duration_ms: n as i64,
+        duration_us: n as i64 * 1_000 + 7,
         fuel_used: 1000 + n as i64,
         memory_peak_bytes: 65536,
         cpu_time_us: 10,
@@ -98,6 +99,7 @@ async fn concurrent_writes_each_get_their_own_result(url: String) {
         assert_eq!(stored.status, finished(n).status, "run {n}");
         assert_eq!(stored.input, format!("{{\"n\":{n}}}"));
         assert_eq!(stored.duration_ms, Some(n as i64));
+        assert_eq!(stored.duration_us, Some(n as i64 * 1_000 + 7));
         assert_eq!(stored.output, finished(n).output);
         assert_eq!(stored.error_message, finished(n).error_message);
         assert!(stored.started_at.is_some() && stored.finished_at.is_some());

@@ -47,6 +47,21 @@ async function api(method, path, body) {
 }
 
 function when(ts) { return ts ? new Date(ts).toLocaleString() : "—"; }
+// A run's wall time: microseconds when the API has them (duration_us).
+function duration(e) {
+  const us = e.duration_us ?? (e.duration_ms === null || e.duration_ms === undefined ? null : e.duration_ms * 1000);
+  if (us === null) return "—";
+  if (us < 1000) return `${us} µs`;
+  if (us < 100000) return `${(us / 1000).toFixed(1)} ms`;
+  if (us < 1000000) return `${Math.round(us / 1000)} ms`;
+  return `${(us / 1000000).toFixed(2)} s`;
+}
+function bytes(n) {
+  if (n === null || n === undefined) return "—";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+}
 function status(s) { return h("span", { class: `status-${s}` }, s); }
 function errorBox(message) { return h("p", { class: "error", role: "alert" }, message); }
 
@@ -67,7 +82,8 @@ function signIn(message) {
       }
     } },
     h("h1", {}, "Sign in"),
-    h("p", { class: "muted" }, "Use your tenant's API key (from `scriptbox tenant create`). It is kept for this browser tab only."),
+    h("p", { class: "muted" }, "Use your tenant's API key (from ", h("code", {}, "scriptbox tenant create"),
+      "). It is kept for this browser tab only."),
     message ? errorBox(message) : null,
     h("label", { for: "key" }, "API key"), input,
     h("div", { class: "row" }, h("button", { type: "submit" }, "Sign in")));
@@ -166,8 +182,9 @@ async function scriptPage(id) {
   const saveMessage = h("div", { "aria-live": "polite" });
 
   const num = (input) => (input.value === "" ? undefined : Number(input.value));
+  // Saves the form; the script as saved, or null when it was refused.
   async function save(e) {
-    e.preventDefault();
+    if (e) e.preventDefault();
     const body = { name: name.value, trigger_type: trigger.value, source: source.value };
     if (trigger.value === "scheduled") { body.schedule = schedule.value; if (timezone.value) body.timezone = timezone.value; }
     if (trigger.value === "webhook") {
@@ -184,13 +201,14 @@ async function scriptPage(id) {
     for (const line of vars.value.split("\n")) {
       if (!line.trim()) continue;
       const at = line.indexOf("=");
-      if (at < 1) { saveMessage.replaceChildren(errorBox(`Vars: "${line}" is not NAME=value`)); return; }
+      if (at < 1) { saveMessage.replaceChildren(errorBox(`Vars: "${line}" is not NAME=value`)); return null; }
       body.vars[line.slice(0, at).trim()] = line.slice(at + 1);
     }
     try {
       const saved = s ? await api("PUT", `/api/scripts/${s.id}`, body) : await api("POST", "/api/scripts", body);
       saveMessage.replaceChildren(h("p", { class: "notice", role: "status" }, `Saved version ${saved.version}.`));
       if (!s) location.hash = `#/scripts/${saved.id}`;
+      return saved;
     } catch (err) {
       saveMessage.replaceChildren(errorBox(err.message));
       const at = /line (\d+)/.exec(err.message);
@@ -203,8 +221,17 @@ async function scriptPage(id) {
         source.setSelectionRange(start, start + (lines[line - 1] || "").length);
         saveMessage.append(h("p", { class: "error syntax-line" }, `Line ${line}: ${lines[line - 1] || ""}`));
       }
+      return null;
     }
   }
+  let panel = null;
+  // Ctrl+Enter (Cmd+Enter) in the editor: save, then run what was saved.
+  source.addEventListener("keydown", async (e) => {
+    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey)) return;
+    e.preventDefault();
+    const saved = await save();
+    if (saved && panel) await panel.run();
+  });
 
   const form = h("form", { onsubmit: save },
     h("div", { class: "grid" },
@@ -212,6 +239,7 @@ async function scriptPage(id) {
       field("f-schedule", "Schedule (cron, for scheduled)", schedule), field("f-timezone", "Time zone (IANA)", timezone),
       field("f-path", "Webhook path (for webhooks)", path)),
     field("f-source", "Source", source),
+    h("p", { class: "muted" }, h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " in the editor saves and runs."),
     h("h2", {}, "Environment (ctx.env)"),
     h("div", { class: "grid" },
       field("f-secrets", "Secrets it may read (comma-separated)", secretNames),
@@ -234,7 +262,8 @@ async function scriptPage(id) {
   if (s) {
     const recent = h("div", {}, await recentRuns(s));
     const refresh = async () => recent.replaceChildren(await recentRuns(s));
-    parts.push(runPanel(s, refresh), recent);
+    panel = runPanel(s, refresh);
+    parts.push(panel, recent);
   }
   show(...parts);
 }
@@ -255,10 +284,12 @@ function runPanel(s, afterRun) {
       afterRun();
     } catch (err) { result.replaceChildren(errorBox(err.message)); }
   }
-  return h("section", { class: "card" }, h("h2", {}, "Run now"),
+  const section = h("section", { class: "card" }, h("h2", {}, "Run now"),
     field("run-input", "Input (JSON)", input),
     h("div", { class: "row" }, h("button", { type: "button", onclick: run }, "Run now")),
     result);
+  section.run = run;
+  return section;
 }
 
 async function recentRuns(s) {
@@ -308,12 +339,57 @@ function executionsTable(items, withScript) {
   return h("div", { class: "table-wrap" }, h("table", { class: "executions" },
     h("thead", {}, h("tr", {}, h("th", {}, "Started"), withScript ? h("th", {}, "Script") : null, h("th", {}, "Trigger"),
       h("th", {}, "Status"), h("th", { class: "optional" }, "Attempt"), h("th", { class: "optional" }, "Duration"))),
-    h("tbody", {}, items.map((e) => h("tr", {},
-      h("td", {}, h("a", { href: `#/executions/${e.id}` }, when(e.started_at || e.queued_at))),
-      withScript ? h("td", {}, h("a", { href: `#/scripts/${e.script_id}` }, e.script_id.slice(0, 8))) : null,
-      h("td", {}, e.trigger_type), h("td", {}, status(e.status)),
-      h("td", { class: "optional" }, e.attempt),
-      h("td", { class: "optional" }, e.duration_ms === null ? "—" : `${e.duration_ms} ms`))))));
+    h("tbody", {}, items.map((e) => executionRow(e, withScript)))));
+}
+
+function executionRow(e, withScript) {
+  return h("tr", {},
+    h("td", {}, h("a", { href: `#/executions/${e.id}` }, when(e.started_at || e.queued_at))),
+    withScript ? h("td", {}, h("a", { href: `#/scripts/${e.script_id}` }, e.script_id.slice(0, 8))) : null,
+    h("td", {}, e.trigger_type), h("td", {}, status(e.status)),
+    h("td", { class: "optional" }, e.attempt),
+    h("td", { class: "optional" }, duration(e)));
+}
+
+// ---- live: /api/executions/stream ------------------------------------------
+
+let liveStream = null; // the AbortController of the open stream, if any
+function stopLive() {
+  if (liveStream) liveStream.abort();
+  liveStream = null;
+}
+
+// Reads Server-Sent Events from `path` (with the API key, which EventSource
+// cannot send) and calls onEvent(name, data) for each.
+async function follow(path, onEvent) {
+  stopLive();
+  const controller = new AbortController();
+  liveStream = controller;
+  const res = await fetch(path, { signal: controller.signal,
+    headers: { authorization: `Bearer ${sessionStorage.getItem(keyStore) || ""}`, accept: "text/event-stream" } });
+  if (!res.ok) throw new ApiError(res.status, res.statusText);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data += line.slice(5).trim();
+        }
+        if (data) onEvent(name, JSON.parse(data));
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") throw err;
+  }
 }
 
 async function executionsPage(query) {
@@ -338,10 +414,37 @@ async function executionsPage(query) {
   const next = page.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => {
     params.set("cursor", page.next_cursor); location.hash = `#/executions?${params}`;
   } }, "Older") : null;
+  const list = h("div", { id: "executions-list" }, executionsTable(page.items, true));
+  const liveNote = h("p", { class: "muted", role: "status" });
+  const live = h("input", { type: "checkbox", id: "live", checked: params.get("live") === "1" });
+  // Live: each execution that finishes is added at the top as it is recorded.
+  const startLive = () => {
+    liveNote.textContent = "Live: executions appear as they finish.";
+    const script = params.get("script_id");
+    const path = `/api/executions/stream${script ? `?script_id=${encodeURIComponent(script)}` : ""}`;
+    follow(path, (name, data) => {
+      if (name === "missed") {
+        liveNote.textContent = `Missed ${data.missed} executions while the page was behind: reload to see them.`;
+        return;
+      }
+      if (name !== "execution" || (params.get("status") && data.status !== params.get("status"))) return;
+      const started = new Date(data.finished_at_ms - Math.round(data.duration_us / 1000)).toISOString();
+      const e = { ...data, queued_at: null, started_at: started };
+      const body = list.querySelector("tbody");
+      if (body) body.prepend(executionRow(e, true));
+      else list.replaceChildren(executionsTable([e], true));
+    }).catch((err) => { liveNote.replaceChildren(errorBox(`Live stopped: ${err.message}`)); live.checked = false; });
+  };
+  live.onchange = () => {
+    if (live.checked) startLive();
+    else { stopLive(); liveNote.textContent = ""; }
+  };
   show(h("h1", {}, "Executions"),
     h("div", { class: "row" }, h("label", { for: "filter-script" }, "Script"), scriptSel,
-      h("label", { for: "filter-status" }, "Status"), statusSel),
-    executionsTable(page.items, true), h("div", { class: "row" }, next));
+      h("label", { for: "filter-status" }, "Status"), statusSel,
+      h("label", { class: "live", for: "live" }, live, "Live")),
+    liveNote, list, h("div", { class: "row" }, next));
+  if (live.checked) startLive();
 }
 
 function json(value) { return h("pre", {}, JSON.stringify(value, null, 2)); }
@@ -357,7 +460,7 @@ function executionDetail(e) {
     h("h2", {}, "Logs"), logs.length ? h("pre", { class: "logs" }, logs) : h("p", { class: "muted" }, "No logs."),
     h("p", { class: "muted" },
       `Queued ${when(e.queued_at)} · started ${when(e.started_at)} · finished ${when(e.finished_at)} · `,
-      `duration ${e.duration_ms ?? "—"} ms · fuel ${e.fuel_used ?? "—"} · peak memory ${e.memory_peak_bytes ?? "—"} bytes`));
+      `duration ${duration(e)} · fuel ${e.fuel_used ?? "—"} · peak memory ${bytes(e.memory_peak_bytes)}`));
 }
 
 async function executionPage(id) {
@@ -428,10 +531,12 @@ function chart(title, cls, labels, series, kind, unit) {
       s("text", { x: w, y: hgt - 6, "font-size": 10, fill: "#5b6475", "text-anchor": "end" }, labels[labels.length - 1]));
   }
   // Colours through the CSSOM: the page's CSP allows no style attributes.
+  // The colour is a box beside the name; the name stays in the text colour,
+  // legible whatever the series' colour.
   const swatch = (sr) => {
-    const span = h("span", {}, `■ ${sr.name} `);
-    span.style.color = palette[sr.name] || "#888";
-    return span;
+    const box = h("span", { class: "swatch", "aria-hidden": "true" });
+    box.style.background = palette[sr.name] || "#888";
+    return h("span", { class: "legend-item" }, box, sr.name);
   };
   const legend = h("p", { class: "muted" }, series.map(swatch));
   return h("section", { class: "card" }, h("h2", {}, title), svg, legend);
@@ -461,6 +566,7 @@ async function overviewPage() {
 // ---- routing -------------------------------------------------------------
 
 async function route() {
+  stopLive();
   const hash = location.hash.slice(1) || "/scripts";
   const [path, query] = hash.split("?");
   if (!sessionStorage.getItem(keyStore) || path === "/signin") return signIn();

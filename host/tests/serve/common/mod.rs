@@ -13,6 +13,15 @@ use serde_json::Value;
 /// 2-core machine.
 pub static HEAVY_LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Says, past the test harness's output capture, that the calling test did
+/// not run and why: it shows in the plain `cargo test` output, where a
+/// skipped test would otherwise pass as `ok` unnoticed.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
+}
+
 pub fn scriptbox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_scriptbox"))
 }
@@ -202,7 +211,7 @@ pub fn browser_tests() -> Option<std::path::PathBuf> {
             std::env::var_os("CI").is_none(),
             "chromium and tests/e2e/node_modules are required in CI"
         );
-        eprintln!("skipped: install chromium and run `npm ci` in tests/e2e");
+        skipped("needs Chromium and `npm ci --prefix tests/e2e` (README, Tests)");
         return None;
     }
     Some(e2e)
