@@ -41,8 +41,8 @@ pub enum Command {
         /// JSON passed as the handler's `input`.
         #[arg(long, default_value = "null")]
         input: String,
-        /// Fuel (wasm instructions) the run may use [default: 5000000000,
-        /// about 0.4 s of JavaScript].
+        /// Fuel (wasm instructions) the run may use; about 5 million per ms of
+        /// CPU (see --stats) [default: 5000000000, about 1 s].
         #[arg(long)]
         fuel: Option<u64>,
         /// Memory cap in MiB [default: 64].

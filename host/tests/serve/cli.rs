@@ -227,3 +227,27 @@ fn an_invalid_cron_expression_exits_2_saying_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stats_print_usage_and_fuel_per_millisecond() {
+    let fib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fib.js");
+    let out = scriptbox()
+        .args(["run", fib.to_str().unwrap(), "--input", "20", "--stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6765");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| -> u128 {
+        let start = stderr.find(&format!("{name}=")).unwrap_or_else(|| panic!("{stderr}"));
+        stderr[start + name.len() + 1..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (fuel, cpu_us) = (field("fuel_used"), field("cpu_us"));
+    assert!(fuel > 1_000_000 && cpu_us > 0, "{stderr}");
+    assert_eq!(field("fuel_per_ms"), fuel * 1_000 / cpu_us, "{stderr}");
+}
