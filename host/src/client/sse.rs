@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn blocks_split_on_blank_lines_with_comments_skipped() {
         let mut buffer = Vec::new();
-        append(&mut buffer, b": keep-alive\n\nevent: ready\ndata: {}\n\nevent: exec");
+        append(
+            &mut buffer,
+            b": keep-alive\n\nevent: ready\ndata: {}\n\nevent: exec",
+        );
         assert_eq!(take_block(&mut buffer).as_deref(), Some(": keep-alive"));
         assert_eq!(parse_block(": keep-alive"), None);
         let block = take_block(&mut buffer).unwrap();

@@ -239,7 +239,9 @@ fn stats_print_usage_and_fuel_per_millisecond() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6765");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let field = |name: &str| -> u128 {
-        let start = stderr.find(&format!("{name}=")).unwrap_or_else(|| panic!("{stderr}"));
+        let start = stderr
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{stderr}"));
         stderr[start + name.len() + 1..]
             .split_whitespace()
             .next()
