@@ -4,12 +4,11 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{create_tenant, scriptbox, serve};
+use common::{Lines, create_tenant, lines_of, scriptbox, serve};
 use serde_json::Value;
 
 /// A folder of its own for one test: database, scripts, saved login.
@@ -342,8 +341,8 @@ async fn deploy_invoke_list_and_follow_a_script_from_files() {
         .spawn()
         .unwrap();
     let (lines, notes) = (
-        lines_of(follow.stdout.take()),
-        lines_of(follow.stderr.take()),
+        lines_of(follow.stdout.take().unwrap()),
+        lines_of(follow.stderr.take().unwrap()),
     );
     wait_for(&notes, |l| l.starts_with("following hello"));
     // The last run (no input) is the history.
@@ -374,22 +373,6 @@ async fn deploy_invoke_list_and_follow_a_script_from_files() {
     };
     assert_eq!(status.code(), Some(0));
     wait_for(&notes, |l| l.contains("ended the stream"));
-}
-
-type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// The lines `pipe` gives, as they come.
-fn lines_of(pipe: Option<impl std::io::Read + Send + 'static>) -> Lines {
-    let lines = Lines::default();
-    let sink = lines.clone();
-    let pipe = pipe.unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
 }
 
 /// Waits (up to 30 s) for a line that satisfies `what`.

@@ -31,8 +31,11 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// The signed-in key as the bearer token.
+function auth() { return `Bearer ${sessionStorage.getItem(keyStore) || ""}`; }
+
 async function api(method, path, body) {
-  const headers = { authorization: `Bearer ${sessionStorage.getItem(keyStore) || ""}` };
+  const headers = { authorization: auth() };
   if (body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
@@ -366,7 +369,7 @@ async function follow(path, onEvent) {
   const controller = new AbortController();
   liveStream = controller;
   const res = await fetch(path, { signal: controller.signal,
-    headers: { authorization: `Bearer ${sessionStorage.getItem(keyStore) || ""}`, accept: "text/event-stream" } });
+    headers: { authorization: auth(), accept: "text/event-stream" } });
   if (!res.ok) throw new ApiError(res.status, res.statusText);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

@@ -90,23 +90,28 @@ pub async fn serve_with(database: &str, env: &[(&str, &str)]) -> Server {
     wait_ready(server).await
 }
 
-/// `serve` whose stderr is kept: the lines it has written so far are in the
-/// returned vector.
-pub async fn serve_logging(
-    database: &str,
-    env: &[(&str, &str)],
-) -> (Server, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// Lines a process has written to a pipe so far.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The lines `pipe` gives, collected as they come by a thread of their own.
+pub fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Lines {
     use std::io::BufRead;
-    let mut server = spawn_serve(database, env, Stdio::piped());
-    let stderr = server.child.stderr.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = Lines::default();
     let sink = lines.clone();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
+        for line in std::io::BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
             sink.lock().unwrap().push(line);
         }
     });
+    lines
+}
+
+/// `serve` whose stderr is kept: the lines it has written so far are in the
+/// returned vector.
+pub async fn serve_logging(database: &str, env: &[(&str, &str)]) -> (Server, Lines) {
+    let mut server = spawn_serve(database, env, Stdio::piped());
+    let lines = lines_of(server.child.stderr.take().unwrap());
     (wait_ready(server).await, lines)
 }
 
