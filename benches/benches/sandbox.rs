@@ -10,7 +10,12 @@
 //!   metering's share), in Node.js and in native QuickJS (rquickjs); and the
 //!   ratios between them.
 //!
-//! `SCRIPTBOX_BENCH_RUNS` sets the number of latency samples (default 20000).
+//! - trivial runs/s on one thread before and after every pool slot has run a
+//!   script that touched 24 MiB (does a large run leave its slot slower?).
+//!
+//! `SCRIPTBOX_BENCH_RUNS` sets the number of latency samples (default 20000);
+//! `SCRIPTBOX_BENCH_ONLY=latency,throughput,fib,heavy` runs only the parts
+//! named (for a profiler).
 //!
 //! Beside the 2-thread figure it prints what this machine gives two
 //! independent copies of the 1-thread run (two processes at once, summed):
@@ -34,6 +39,14 @@ export default (input) => fib(input.n)";
 const FIB_N: u32 = 25;
 const FIB_REPEATS: usize = 7;
 const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
+const TASKS_PER_THREAD: usize = 4;
+/// A run that touches `n` MiB of fresh memory, a page at a time.
+const HEAVY: &str = "export default (input) => {
+  const bytes = new Uint8Array(input.n << 20);
+  for (let i = 0; i < bytes.length; i += 4096) bytes[i] = 1;
+  return bytes.length;
+}";
+const HEAVY_MB: u64 = 24;
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -113,75 +126,120 @@ fn sandbox_throughput(threads: usize) -> Result<f64> {
     runtime(threads).block_on(async {
         let sandbox = start_sandbox()?;
         let bytecode: Arc<Bytecode> = sandbox.compile(TRIVIAL).await?;
-        let limits = sandbox.config().default_limits();
-        let done = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + THROUGHPUT_FOR;
-        let tasks: Vec<_> = (0..threads * 4)
-            .map(|_| {
-                let (sandbox, bytecode, done) = (sandbox.clone(), bytecode.clone(), done.clone());
-                tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        let outcome = sandbox.run(&bytecode, request(1, limits)).await;
-                        assert!(outcome.result.is_ok());
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        let started = Instant::now();
-        for task in tasks {
-            task.await?;
-        }
-        Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+        runs_per_second(&sandbox, &bytecode, threads * TASKS_PER_THREAD).await
     })
 }
 
-/// fib's median time in the sandbox; `metered: false` turns fuel metering
-/// off (a bench figure only: serving always meters).
-fn sandbox_fib(metered: bool) -> Result<f64> {
+/// Concurrent tasks running `bytecode` for [`THROUGHPUT_FOR`]: runs/s.
+async fn runs_per_second(sandbox: &Sandbox, bytecode: &Arc<Bytecode>, tasks: usize) -> Result<f64> {
+    let limits = sandbox.config().default_limits();
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + THROUGHPUT_FOR;
+    let tasks: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (sandbox, bytecode, done) = (sandbox.clone(), bytecode.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let outcome = sandbox.run(&bytecode, request(1, limits)).await;
+                    assert!(outcome.result.is_ok());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for task in tasks {
+        task.await?;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Trivial runs/s on one thread before and after every pool slot has served
+/// a run that touched [`HEAVY_MB`] of memory: whether one tenant's large
+/// run makes later runs in the same slots slower.
+fn after_heavy_runs() -> Result<(f64, f64)> {
     runtime(1).block_on(async {
-        let sandbox = if metered {
-            start_sandbox()?
-        } else {
-            Sandbox::start_unmetered(
-                bench_config(),
-                FetchConfig::default(),
-                Arc::new(MemoryKv::default()),
-            )?
-        };
-        let bytecode = sandbox.compile(FIB).await?;
+        let sandbox = start_sandbox()?;
+        let trivial: Arc<Bytecode> = sandbox.compile(TRIVIAL).await?;
+        let heavy = sandbox.compile(HEAVY).await?;
+        let before = runs_per_second(&sandbox, &trivial, TASKS_PER_THREAD).await?;
+        let limits = sandbox.config().default_limits();
+        let slots = bench_config().pool_max;
+        for _ in 0..4 {
+            let runs: Vec<_> = (0..slots)
+                .map(|_| {
+                    let (sandbox, heavy) = (sandbox.clone(), heavy.clone());
+                    tokio::spawn(async move {
+                        sandbox.run(&heavy, request(HEAVY_MB, limits)).await.result
+                    })
+                })
+                .collect();
+            for run in runs {
+                run.await??;
+            }
+        }
+        let after = runs_per_second(&sandbox, &trivial, TASKS_PER_THREAD).await?;
+        Ok((before, after))
+    })
+}
+
+/// Times of fib(FIB_N), in ms, from the three ways of running it taking
+/// turns (sandbox, sandbox without fuel metering, native QuickJS), so a busy
+/// stretch of the machine falls on all three alike. Turning metering off is
+/// a bench figure only: serving always meters.
+struct FibTimes {
+    metered: Vec<f64>,
+    unmetered: Vec<f64>,
+    native: Vec<f64>,
+}
+
+fn fib_times(repeats: usize) -> Result<FibTimes> {
+    runtime(1).block_on(async {
+        let metered = start_sandbox()?;
+        let unmetered = Sandbox::start_unmetered(
+            bench_config(),
+            FetchConfig::default(),
+            Arc::new(MemoryKv::default()),
+        )?;
+        let metered_code = metered.compile(FIB).await?;
+        let unmetered_code = unmetered.compile(FIB).await?;
         let limits = RunLimits {
             fuel: 40_000_000_000,
             timeout_ms: 60_000,
-            ..sandbox.config().default_limits()
+            ..metered.config().default_limits()
         };
-        let mut times = Vec::new();
-        for _ in 0..FIB_REPEATS {
-            let outcome = sandbox.run(&bytecode, request(FIB_N as u64, limits)).await;
-            outcome.result?;
-            times.push(outcome.usage.wall.as_secs_f64() * 1e3);
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(percentile(&times, 0.5))
-    })
-}
-
-fn native_quickjs_fib() -> Result<f64> {
-    let runtime = rquickjs::Runtime::new()?;
-    let context = rquickjs::Context::full(&runtime)?;
-    context.with(|ctx| -> Result<f64> {
-        ctx.eval::<(), _>("function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }")?;
-        let mut times = Vec::new();
-        for _ in 0..FIB_REPEATS {
+        let native = rquickjs::Runtime::new()?;
+        let native = rquickjs::Context::full(&native)?;
+        native.with(|ctx| {
+            ctx.eval::<(), _>("function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }")
+        })?;
+        let mut times = FibTimes {
+            metered: Vec::new(),
+            unmetered: Vec::new(),
+            native: Vec::new(),
+        };
+        for _ in 0..repeats {
+            for (sandbox, code, into) in [
+                (&metered, &metered_code, &mut times.metered),
+                (&unmetered, &unmetered_code, &mut times.unmetered),
+            ] {
+                let outcome = sandbox.run(code, request(FIB_N as u64, limits)).await;
+                if outcome.result?.output != "75025" {
+                    bail!("fib({FIB_N}) in the sandbox is not 75025");
+                }
+                into.push(outcome.usage.wall.as_secs_f64() * 1e3);
+            }
             let t0 = Instant::now();
-            let value: i32 = ctx.eval(format!("fib({FIB_N})"))?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            let value: i32 = native.with(|ctx| ctx.eval(format!("fib({FIB_N})")))?;
+            times.native.push(t0.elapsed().as_secs_f64() * 1e3);
             if value != 75025 {
-                bail!("fib({FIB_N}) = {value}");
+                bail!("native fib({FIB_N}) = {value}");
             }
         }
-        times.sort_by(f64::total_cmp);
-        Ok(percentile(&times, 0.5))
+        for list in [&mut times.metered, &mut times.unmetered, &mut times.native] {
+            list.sort_by(f64::total_cmp);
+        }
+        Ok(times)
     })
 }
 
@@ -225,6 +283,15 @@ fn two_processes() -> Result<f64> {
     Ok(total)
 }
 
+/// Which parts to run: `SCRIPTBOX_BENCH_ONLY=latency,throughput,fib,heavy` (any
+/// of them; all by default), so a profiler can watch one part alone.
+fn wanted(part: &str) -> bool {
+    match std::env::var("SCRIPTBOX_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|p| p.trim() == part),
+        Err(_) => true,
+    }
+}
+
 fn main() -> Result<()> {
     if std::env::var_os(CHILD).is_some() {
         println!("{}", sandbox_throughput(1)?);
@@ -236,22 +303,34 @@ fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
 
+    if wanted("latency") {
+        latency_part(runs)?;
+    }
+    if wanted("throughput") {
+        throughput_part()?;
+    }
+    if wanted("fib") {
+        fib_part()?;
+    }
+    if wanted("heavy") {
+        let (before, after) = after_heavy_runs()?;
+        println!(
+            "trivial runs/s on 1 thread before and after every slot ran a {HEAVY_MB} MiB script:"
+        );
+        println!(
+            "  before {before:>9.0} runs/s  after {after:>9.0} runs/s  ({:.2}x)",
+            after / before
+        );
+    }
+    Ok(())
+}
+
+fn latency_part(runs: usize) -> Result<()> {
     let latency = sandbox_latency(runs)?;
-    let one = sandbox_throughput(1)?;
-    let two = sandbox_throughput(2)?;
-    let copies = two_processes()?;
     let node_trivial = node(&["trivial", &runs.to_string()])?;
     let node_p50 = node_trivial["p50_us"].as_f64().unwrap_or(f64::NAN);
     let node_p99 = node_trivial["p99_us"].as_f64().unwrap_or(f64::NAN);
     let node_rate = node_trivial["runs_per_s"].as_f64().unwrap_or(f64::NAN);
-
-    let fib_sandbox = sandbox_fib(true)?;
-    let fib_unmetered = sandbox_fib(false)?;
-    let fib_native = native_quickjs_fib()?;
-    let fib_node = node(&["fib", &FIB_N.to_string(), &FIB_REPEATS.to_string()])?["median_ms"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-
     println!("trivial script, {runs} sequential runs each:");
     println!(
         "  sandbox            p50 {:>7.1} us  p99 {:>7.1} us  {:>9.0} runs/s (1 task)",
@@ -264,6 +343,13 @@ fn main() -> Result<()> {
         "  sandbox/node runs/s ratio (1 task): {:.1}x",
         latency.runs_per_s / node_rate
     );
+    Ok(())
+}
+
+fn throughput_part() -> Result<()> {
+    let one = sandbox_throughput(1)?;
+    let two = sandbox_throughput(2)?;
+    let copies = two_processes()?;
     println!(
         "throughput, {} s, 4 tasks per worker thread:",
         THROUGHPUT_FOR.as_secs()
@@ -279,21 +365,38 @@ fn main() -> Result<()> {
         copies / one,
         two / copies
     );
-    println!("  sandbox 2 threads / node: {:.1}x", two / node_rate);
-    println!("fib({FIB_N}), median of {FIB_REPEATS}:");
-    println!("  sandbox            {fib_sandbox:>8.2} ms");
+    Ok(())
+}
+
+fn fib_part() -> Result<()> {
+    let repeats = scriptbox_benches::env_usize("SCRIPTBOX_BENCH_FIB_REPEATS", FIB_REPEATS);
+    let times = fib_times(repeats)?;
+    let fib_node = node(&["fib", &FIB_N.to_string(), &repeats.to_string()])?["median_ms"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let (metered, unmetered, native) = (
+        percentile(&times.metered, 0.5),
+        percentile(&times.unmetered, 0.5),
+        percentile(&times.native, 0.5),
+    );
+    let (metered_min, unmetered_min, native_min) =
+        (times.metered[0], times.unmetered[0], times.native[0]);
+    println!("fib({FIB_N}), median (fastest) of {repeats}, the three taking turns:");
+    println!("  sandbox            {metered:>8.2} ms ({metered_min:.2})");
     println!(
-        "  sandbox, no fuel   {fib_unmetered:>8.2} ms  (metering is {:.0}% of the metered time)",
-        (fib_sandbox - fib_unmetered) / fib_sandbox * 100.0
+        "  sandbox, no fuel   {unmetered:>8.2} ms ({unmetered_min:.2})  (metering is {:.0}% of the metered time; fastest {:.0}%)",
+        (metered - unmetered) / metered * 100.0,
+        (metered_min - unmetered_min) / metered_min * 100.0
     );
     println!(
-        "  native quickjs     {fib_native:>8.2} ms  (sandbox is {:.2}x; without fuel {:.2}x)",
-        fib_sandbox / fib_native,
-        fib_unmetered / fib_native
+        "  native quickjs     {native:>8.2} ms ({native_min:.2})  (sandbox is {:.2}x, fastest {:.2}x; without fuel {:.2}x)",
+        metered / native,
+        metered_min / native_min,
+        unmetered / native
     );
     println!(
         "  node               {fib_node:>8.2} ms  (sandbox is {:.2}x)",
-        fib_sandbox / fib_node
+        metered / fib_node
     );
     Ok(())
 }

@@ -12,7 +12,9 @@
 //! - for contrast, what an index-less scheduler does every tick: read every
 //!   schedule and work out which are due.
 //!
-//! `SCRIPTBOX_BENCH_SCHEDULES` and `SCRIPTBOX_BENCH_DUE` change the sizes.
+//! `SCRIPTBOX_BENCH_SCHEDULES` and `SCRIPTBOX_BENCH_DUE` change the sizes,
+//! `SCRIPTBOX_BENCH_CLAIM_BATCH` the claims per transaction (default: the
+//! scheduler's own, `scheduler::CLAIM_BATCH`).
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,6 @@ use scriptbox::store::Db;
 use scriptbox_benches::env_usize;
 
 const ROUNDS: usize = 5;
-const BATCH: i64 = 200;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -105,6 +106,10 @@ async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()>
     );
 
     let node = "bench-node";
+    let batch = env_usize(
+        "SCRIPTBOX_BENCH_CLAIM_BATCH",
+        scriptbox::scheduler::CLAIM_BATCH as usize,
+    ) as i64;
     let mut sleep_query = Vec::new();
     let mut claim_all = Vec::new();
     let mut idle_pass = Vec::new();
@@ -122,10 +127,10 @@ async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()>
         let mut claimed = 0;
         loop {
             let claims = db
-                .claim_due_scripts(now, BATCH, node, |s| scriptbox::scheduler::plan(s, now))
+                .claim_due_scripts(now, batch, node, |s| scriptbox::scheduler::plan(s, now))
                 .await?;
             claimed += claims.len();
-            if (claims.len() as i64) < BATCH {
+            if (claims.len() as i64) < batch {
                 break;
             }
         }
@@ -134,9 +139,9 @@ async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()>
 
         let t = Instant::now();
         let nothing = db
-            .claim_due_scripts(now, BATCH, node, |s| scriptbox::scheduler::plan(s, now))
+            .claim_due_scripts(now, batch, node, |s| scriptbox::scheduler::plan(s, now))
             .await?;
-        db.claim_due_retries(now, BATCH, node).await?;
+        db.claim_due_retries(now, batch, node).await?;
         idle_pass.push(t.elapsed());
         assert!(nothing.is_empty());
     }

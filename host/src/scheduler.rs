@@ -108,7 +108,7 @@ pub const MAX_IDLE: Duration = Duration::from_millis(500);
 /// count as missed and collapse into one catch-up run.
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(5);
 /// Scripts (or retries) claimed per transaction.
-const BATCH: i64 = 200;
+pub const CLAIM_BATCH: i64 = 200;
 /// How long before its fire time an occurrence is claimed (its run then
 /// waits for the fire time). A claimed occurrence whose node dies before
 /// running it stays open until recovery, but blocks nothing meanwhile: the
@@ -279,24 +279,24 @@ impl Scheduler {
         let mut due = 0;
         loop {
             let claims = db
-                .claim_due_scripts(due_by, BATCH, node, |script| plan(script, now))
+                .claim_due_scripts(due_by, CLAIM_BATCH, node, |script| plan(script, now))
                 .await?;
             due += claims.len();
             for claim in &claims {
                 self.start_occurrence(claim);
             }
-            if (claims.len() as i64) < BATCH {
+            if (claims.len() as i64) < CLAIM_BATCH {
                 break;
             }
         }
         self.metrics.due.set(due as i64);
 
         loop {
-            let retries = db.claim_due_retries(now, BATCH, node).await?;
+            let retries = db.claim_due_retries(now, CLAIM_BATCH, node).await?;
             for execution in &retries {
                 self.start_retry(execution.clone());
             }
-            if (retries.len() as i64) < BATCH {
+            if (retries.len() as i64) < CLAIM_BATCH {
                 break;
             }
         }
