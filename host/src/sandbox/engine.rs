@@ -3,9 +3,6 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Component;
@@ -17,10 +14,17 @@ use wasmtime::{
 /// embedded so the binary needs nothing else to run scripts.
 pub const GUEST_COMPONENT: &[u8] = include_bytes!("../../guest/scriptbox-guest.wasm");
 
-/// How often the epoch ticker advances. Deadlines are checked at this
-/// granularity, and a long-running guest yields to the async executor this
-/// often, so other runs on the same thread make progress.
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// How much fuel a guest burns between yields to the async executor: about
+/// 2 ms of CPU at about 5 M fuel per ms (docs/sandbox.md). Each yield
+/// lets other runs on the same thread make progress, and is when a run's
+/// deadline (a timer around the call, see `Sandbox::run`) can end it.
+///
+/// Deadlines ride on fuel rather than on epoch interruption because the
+/// epoch check costs every function entry and loop back-edge nearly as much
+/// as fuel's own check (`cargo bench -p scriptbox-benches --bench sandbox`,
+/// fib: about 10 % of the run against fuel's 14 %), and fuel is metered
+/// anyway.
+pub const YIELD_EVERY_FUEL: u64 = 10_000_000;
 
 /// Pool sizing that the engine needs to know up front.
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +39,8 @@ pub struct EngineLimits {
     pub meter_fuel: bool,
 }
 
-/// Builds the engine: Cranelift, fuel, epochs, async, and the pooling
-/// allocator with copy-on-write memory images.
+/// Builds the engine: Cranelift, fuel, async, and the pooling allocator
+/// with copy-on-write memory images.
 pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
     let slots = limits.instance_slots.max(1);
     let mut pool = PoolingAllocationConfig::default();
@@ -70,7 +74,6 @@ pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
         .wasm_component_model(true)
         .cranelift_opt_level(OptLevel::Speed)
         .consume_fuel(limits.meter_fuel)
-        .epoch_interruption(true)
         .memory_init_cow(true)
         // QuickJS-ng has no stack check on WASI, so this is what stops
         // runaway recursion (about 10,000 JS frames). It must trip before the
@@ -140,33 +143,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own
-/// until dropped.
-pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    pub fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("scriptbox-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch thread");
-        Self { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }

@@ -79,8 +79,6 @@ pub struct RunState {
     pub log_budget: LogBudget,
     /// Lines written after the budget ran out, counted but not kept.
     pub dropped_lines: u64,
-    /// Set when the epoch callback found the deadline passed.
-    pub timed_out: bool,
     pub api: ApiCalls,
 }
 
@@ -95,7 +93,6 @@ impl RunState {
             log_bytes: 0,
             log_budget,
             dropped_lines: 0,
-            timed_out: false,
             api: ApiCalls::default(),
         }
     }

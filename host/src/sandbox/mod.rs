@@ -440,8 +440,9 @@ impl Sandbox {
     }
 
     /// [`Sandbox::start`] with fuel metering off: runs have no CPU budget,
-    /// only their deadline. For measuring what metering costs
-    /// (`cargo bench --bench sandbox`), never for serving.
+    /// and their deadline is checked only at host calls, since without fuel
+    /// a guest never yields. For measuring what metering costs (`cargo bench
+    /// --bench sandbox`), never for serving.
     #[doc(hidden)]
     pub fn start_unmetered(
         config: SandboxConfig,
@@ -604,10 +605,10 @@ impl Sandbox {
             &request.context,
             options,
         );
-        // The epoch deadline interrupts wasm; this bounds host calls too.
-        let grace = engine::EPOCH_TICK * 5;
-        let (result, cpu) =
-            cpu_time::measure(tokio::time::timeout(limits.timeout() + grace, call)).await;
+        // The deadline is checked whenever the call yields: every
+        // `engine::YIELD_EVERY_FUEL` of fuel, and at every host call that
+        // waits.
+        let (result, cpu) = cpu_time::measure(tokio::time::timeout(limits.timeout(), call)).await;
         let wall = started.elapsed();
 
         let result = match result {
@@ -673,7 +674,6 @@ fn prepare(
             .set_fuel(limits.fuel)
             .map_err(|e| RunFailure::new(ErrorKind::Internal, e.to_string()))?;
     }
-    store.set_epoch_deadline(1);
     let state = store.data_mut();
     state.limiter.set_cap(limits.memory_bytes());
     state.run = RunState::new(tenant, limits.timeout(), limits.log_budget());
@@ -720,9 +720,6 @@ fn classify_trap(
     error: wasmtime::Error,
 ) -> RunFailure {
     let state = store.data();
-    if state.run.timed_out {
-        return RunFailure::new(ErrorKind::Timeout, "the run exceeded its deadline");
-    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {
             return RunFailure::new(ErrorKind::CpuLimit, "the run used all its fuel");
@@ -742,9 +739,6 @@ fn classify_trap(
                 ErrorKind::StackOverflow,
                 "maximum call stack size exceeded (the interpreter's stack overflowed)",
             );
-        }
-        Some(Trap::Interrupt) => {
-            return RunFailure::new(ErrorKind::Timeout, "the run exceeded its deadline");
         }
         _ => {}
     }

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, Store};
 
-use super::engine::EpochTicker;
+use super::engine::YIELD_EVERY_FUEL;
 use super::host_api::{self, HostServices, HostState, ScriptRuntime, ScriptRuntimePre};
 
 /// Instances reserved for compiling (saving a script), beside `pool_max`
@@ -78,7 +78,6 @@ pub struct SandboxPool {
     refill: Arc<Notify>,
     last_error: Mutex<Option<String>>,
     teardown: Mutex<mpsc::Sender<Retired>>,
-    _ticker: EpochTicker,
 }
 
 /// An instance on its way to be dropped, with the permit of the run that used
@@ -150,7 +149,6 @@ impl SandboxPool {
             .context("spawning the teardown thread")?;
 
         let pool = Arc::new(Self {
-            _ticker: EpochTicker::start(engine.clone()),
             engine,
             pre,
             services,
@@ -243,17 +241,8 @@ impl SandboxPool {
         // is set when the instance is leased.
         if self.meter_fuel {
             store.set_fuel(u64::MAX)?;
+            store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL))?;
         }
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut cx| {
-            let run = &mut cx.data_mut().run;
-            if Instant::now() >= run.deadline {
-                run.timed_out = true;
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
         let result = self.pre.instantiate_async(&mut store).await;
         let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match result {

@@ -128,6 +128,38 @@ async fn a_run_past_its_deadline_fails_with_timeout_and_one_within_it_succeeds()
     still_serves(&sandbox).await;
 }
 
+/// One thread, two runs: a CPU-bound one that runs until its deadline, and a
+/// quick one started beside it. The busy run yields every so often (on fuel),
+/// so the quick one finishes long before the busy one is ended.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_run_yields_so_another_run_on_its_thread_finishes_first() {
+    let sandbox = sandbox();
+    let busy_limits = RunLimits {
+        fuel: 40_000_000_000,
+        timeout_ms: 1_500,
+        ..limits(&sandbox)
+    };
+    let forever = "export default () => { while (true) {} }";
+    let started = std::time::Instant::now();
+    let busy = async {
+        let outcome = run_as(&sandbox, "t1", forever, json!(null), busy_limits).await;
+        (outcome, started.elapsed())
+    };
+    let quick = async {
+        // Let the busy run start first.
+        tokio::task::yield_now().await;
+        let outcome = run(&sandbox, OK_SCRIPT, json!({ "n": 1 })).await;
+        (outcome, started.elapsed())
+    };
+    let ((busy, busy_ended), (quick, quick_ended)) = tokio::join!(busy, quick);
+    assert_eq!(failure_kind(&busy), ErrorKind::Timeout);
+    assert_eq!(output(&quick), json!({ "ok": true, "n": 2 }));
+    assert!(
+        quick_ended + std::time::Duration::from_millis(500) < busy_ended,
+        "the quick run ended at {quick_ended:?}, the busy one at {busy_ended:?}"
+    );
+}
+
 #[tokio::test]
 async fn deep_recursion_works_and_unbounded_recursion_is_a_stack_overflow() {
     let sandbox = sandbox();
