@@ -3,8 +3,9 @@
 # with Wizer and wrapped as a component. Writes host/guest/scriptbox-guest.wasm,
 # or the path given as $1.
 #
-# Needs: rustup target wasm32-wasip1; Debian packages clang and wasi-libc (only
-# wasi-libc's C headers are used; rustc links with its own rust-lld and libc).
+# Needs: rustup target wasm32-wasip1; Debian packages clang-22 and wasi-libc
+# (only wasi-libc's C headers are used; rustc links with its own rust-lld and
+# libc).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/host/guest/scriptbox-guest.wasm}
@@ -17,7 +18,13 @@ ln -sfn /usr/include/wasm32-wasi "$sysroot/include"
 ln -sfn /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasi"
 
 export RQUICKJS_SYS_NO_WASI_SDK=1 # rquickjs-sys would otherwise download wasi-sdk
-export CC_wasm32_wasip1=clang
+# QuickJS is C. Clang 22 (rustc's LLVM major version) compiles its
+# interpreter to faster wasm than Debian's default clang 14: fib(25) takes
+# 2.6x native QuickJS instead of 3.1x (docs/sandbox.md, "Fuel and time").
+# bindgen loads the same version's libclang, named so the build does not
+# depend on which other clangs are installed.
+export CC_wasm32_wasip1=clang-22
+export LIBCLANG_PATH=/usr/lib/llvm-22/lib
 # Paths are remapped so the artifact does not depend on where the tree lives.
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 remap="-ffile-prefix-map=$root=/scriptbox -ffile-prefix-map=$cargo_home=/cargo"

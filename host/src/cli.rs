@@ -42,7 +42,7 @@ pub enum Command {
         #[arg(long, default_value = "null")]
         input: String,
         /// Fuel (wasm instructions) the run may use; about 5 million per ms of
-        /// CPU (see --stats) [default: 5000000000, about 1 s].
+        /// CPU (see --stats) [default: 5000000000, about 0.5 s].
         #[arg(long)]
         fuel: Option<u64>,
         /// Memory cap in MiB [default: 64].

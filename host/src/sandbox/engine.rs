@@ -15,7 +15,7 @@ use wasmtime::{
 pub const GUEST_COMPONENT: &[u8] = include_bytes!("../../guest/scriptbox-guest.wasm");
 
 /// How much fuel a guest burns between yields to the async executor: about
-/// 2 ms of CPU at about 5 M fuel per ms (docs/sandbox.md). Each yield
+/// 1 ms of CPU at about 10 M fuel per ms (docs/sandbox.md). Each yield
 /// lets other runs on the same thread make progress, and is when a run's
 /// deadline (a timer around the call, see `Sandbox::run`) can end it.
 ///

@@ -13,7 +13,7 @@ use wasmtime::ResourceLimiter;
 /// lower or raise them within the caps the config sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunLimits {
-    /// Wasm instructions the run may execute (wasmtime fuel). About 5 M fuel
+    /// Wasm instructions the run may execute (wasmtime fuel). About 10 M fuel
     /// is one millisecond of CPU (docs/sandbox.md, "Fuel and time").
     pub fuel: u64,
     /// Linear memory cap in MiB; the guest starts at about 4 MiB.

@@ -44,7 +44,7 @@ use pool::SandboxPool;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Default fuel per run (wasm instructions, about 5 M per ms of CPU:
+    /// Default fuel per run (wasm instructions, about 10 M per ms of CPU:
     /// docs/sandbox.md, "Fuel and time").
     pub fuel: u64,
     /// Default memory cap per run, MiB.

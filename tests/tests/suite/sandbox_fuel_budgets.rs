@@ -25,28 +25,28 @@ async fn fixture_scripts_stay_within_their_fuel_budgets() {
             include_str!("../../fixtures/trivial.js"),
             json!({ "n": 1 }),
             json!({ "ok": true, "n": 2 }),
-            94_797u64,
+            89_649u64,
         ),
         (
             "fib20",
             include_str!("../../fixtures/fib.js"),
             json!({ "n": 20 }),
             json!(6765),
-            27_227_622,
+            25_420_669,
         ),
         (
             "json",
             include_str!("../../fixtures/json.js"),
             json!({ "items": 200 }),
             json!(200),
-            12_430_368,
+            11_427_342,
         ),
         (
             "strings",
             include_str!("../../fixtures/strings.js"),
             json!({ "n": 2000 }),
             json!(2000),
-            14_641_281,
+            13_058_352,
         ),
     ];
     let mut report = Vec::new();
