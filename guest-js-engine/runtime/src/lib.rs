@@ -13,6 +13,7 @@
 //! The host creates a fresh instance for every call, so nothing a script does
 //! here outlives its run.
 
+mod json;
 mod native;
 
 use std::cell::OnceCell;
@@ -150,8 +151,8 @@ fn run_module<'js>(
         });
     }
 
-    let input = ctx.json_parse(input).map_err(thrown)?;
-    let context = ctx.json_parse(context).map_err(thrown)?;
+    let input = json::parse(ctx, input).map_err(thrown)?;
+    let context = json::parse(ctx, context).map_err(thrown)?;
     // The function form is called directly; the handler form goes through
     // the prelude's dispatch.
     let returned: Value = match main.as_function() {

@@ -18,6 +18,53 @@ async fn the_default_export_gets_input_and_ctx_and_may_be_async() {
     );
 }
 
+/// The guest parses `input` itself (integers as QuickJS integers, so
+/// arithmetic on them takes the fast paths); what a script sees must be
+/// exactly what `JSON.parse` makes of the same text.
+#[tokio::test]
+async fn the_input_is_what_json_parse_makes_of_it() {
+    let sandbox = sandbox();
+    let value = json!({
+        "10": true, "z": 1, "__proto__": { "polluted": 1 }, "constructor": "c",
+        "ints": [0, -1, 2147483647, 2147483648u64, -2147483648i64, -2147483649i64,
+                 9007199254740993u64, u64::MAX, i64::MIN],
+        "floats": [0.1, -0.0, 1.5e300, 5e-324, 0.30000000000000004, 25.0],
+        "text": ["", "h\u{e9}", "\u{1F600}", "a\"b\\c\n"],
+        "nested": [[[]], {}, { "a": { "b": [null, false] } }],
+    });
+    let script = "export default (input) => {
+        const expected = JSON.parse(input.text);
+        const differences = [];
+        const compare = (a, b, path) => {
+            if (typeof a !== typeof b || !Object.is(a, b) && (typeof a !== 'object' || a === null || b === null)) {
+                differences.push(`${path}: ${String(a)} vs ${String(b)}`);
+                return;
+            }
+            if (typeof a !== 'object' || a === null) return;
+            if (Array.isArray(a) !== Array.isArray(b)) differences.push(`${path}: array or not`);
+            if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) differences.push(`${path}: prototype`);
+            const keys = Reflect.ownKeys(a), expectedKeys = Reflect.ownKeys(b);
+            if (keys.join() !== expectedKeys.join()) differences.push(`${path}: keys ${keys} vs ${expectedKeys}`);
+            for (const key of expectedKeys) {
+                const d = Object.getOwnPropertyDescriptor(a, key) ?? {};
+                const e = Object.getOwnPropertyDescriptor(b, key);
+                for (const flag of ['writable', 'enumerable', 'configurable']) {
+                    if (d[flag] !== e[flag]) differences.push(`${path}.${key}: ${flag}`);
+                }
+                compare(a[key], b[key], `${path}.${key}`);
+            }
+        };
+        compare(input.value, expected, 'input');
+        return { differences, polluted: ({}).polluted ?? null, sum: input.value.z + input.value.ints[2] };
+    }";
+    let input = json!({ "value": value, "text": value.to_string() });
+    let outcome = run(&sandbox, script, input).await;
+    assert_eq!(
+        output(&outcome),
+        json!({ "differences": [], "polluted": null, "sum": 2147483648u64 })
+    );
+}
+
 #[tokio::test]
 async fn console_output_is_captured_with_levels() {
     let sandbox = sandbox();

@@ -25,28 +25,28 @@ async fn fixture_scripts_stay_within_their_fuel_budgets() {
             include_str!("../../fixtures/trivial.js"),
             json!({ "n": 1 }),
             json!({ "ok": true, "n": 2 }),
-            89_649u64,
+            83_152u64,
         ),
         (
             "fib20",
             include_str!("../../fixtures/fib.js"),
             json!({ "n": 20 }),
             json!(6765),
-            25_420_669,
+            16_067_512,
         ),
         (
             "json",
             include_str!("../../fixtures/json.js"),
             json!({ "items": 200 }),
             json!(200),
-            11_427_342,
+            11_402_070,
         ),
         (
             "strings",
             include_str!("../../fixtures/strings.js"),
             json!({ "n": 2000 }),
             json!(2000),
-            13_058_352,
+            12_742_473,
         ),
     ];
     let mut report = Vec::new();
