@@ -30,11 +30,9 @@ pub fn parse<'js>(ctx: &Ctx<'js>, json: &str) -> Result<Value<'js>, JsError> {
         Ok(value) => Ok(value),
         // A QuickJS error (out of memory) is pending in the context as
         // it would be after `JSON.parse`.
-        Err(_) if failed.borrow().is_some() => Err(failed.take().expect("checked")),
-        Err(error) => Err(Exception::throw_syntax(
-            ctx,
-            &format!("the JSON is invalid: {error}"),
-        )),
+        Err(error) => Err(failed.take().unwrap_or_else(|| {
+            Exception::throw_syntax(ctx, &format!("the JSON is invalid: {error}"))
+        })),
     }
 }
 
@@ -52,13 +50,6 @@ impl<'js> Build<'_, 'js> {
             *self.failed.borrow_mut() = Some(error);
             E::custom("QuickJS failed")
         })
-    }
-
-    fn int(&self, value: i64) -> Value<'js> {
-        match i32::try_from(value) {
-            Ok(int) => Value::new_int(self.ctx.clone(), int),
-            Err(_) => Value::new_float(self.ctx.clone(), value as f64),
-        }
     }
 }
 
@@ -85,15 +76,13 @@ impl<'de, 'js> Visitor<'de> for Build<'_, 'js> {
         Ok(Value::new_bool(self.ctx.clone(), v))
     }
 
+    /// `new_number` makes an integer of what fits in 32 bits, else a double.
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value<'js>, E> {
-        Ok(self.int(v))
+        Ok(Value::new_number(self.ctx.clone(), v as f64))
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value<'js>, E> {
-        Ok(match i64::try_from(v) {
-            Ok(v) => self.int(v),
-            Err(_) => Value::new_float(self.ctx.clone(), v as f64),
-        })
+        Ok(Value::new_number(self.ctx.clone(), v as f64))
     }
 
     /// A number written with a fraction or an exponent stays a double, as
