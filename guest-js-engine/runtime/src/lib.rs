@@ -15,6 +15,7 @@
 
 mod json;
 mod native;
+mod system;
 
 use std::cell::OnceCell;
 
@@ -82,6 +83,7 @@ struct Component;
 
 impl Guest for Component {
     fn compile(source: String) -> Result<Vec<u8>, CompileError> {
+        system::host_is_here();
         with_engine(|engine| {
             engine.runtime.context().with(|ctx| {
                 let written = Module::declare(ctx.clone(), SCRIPT_NAME, source).and_then(|m| {
@@ -101,6 +103,7 @@ impl Guest for Component {
         context: String,
         options: RunOptions,
     ) -> Result<RunOutput, RunError> {
+        system::host_is_here();
         with_engine(|engine| {
             let result = engine.runtime.context().with(|ctx| {
                 let helpers = engine.helpers.clone().restore(&ctx).map_err(|e| {

@@ -6,7 +6,7 @@ use javy::quickjs::{
     ArrayBuffer, Ctx, Exception, Function, Object, Result, TypedArray, Value, function::Opt,
 };
 
-use crate::scriptbox::sandbox::{cache, clock, db, http, log};
+use crate::scriptbox::sandbox::{cache, clock, db, http, log, random};
 
 fn throw(ctx: &Ctx<'_>, message: String) -> javy::quickjs::Error {
     Exception::throw_message(ctx, &message)
@@ -157,8 +157,9 @@ pub fn host_object<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     host.set(
         "randomUUID",
         Function::new(ctx.clone(), |ctx: Ctx<'js>| -> Result<String> {
-            let mut bytes = [0u8; 16];
-            getrandom::fill(&mut bytes).map_err(|e| throw(&ctx, format!("no randomness: {e}")))?;
+            let bytes: [u8; 16] = random::fill(16)
+                .try_into()
+                .map_err(|_| throw(&ctx, "no randomness: the host gave too few bytes".into()))?;
             Ok(format_uuid_v4(bytes))
         })?,
     )?;

@@ -26,6 +26,10 @@ pub const GUEST_COMPONENT: &[u8] = include_bytes!("../../guest/scriptbox-guest.w
 /// anyway.
 pub const YIELD_EVERY_FUEL: u64 = 10_000_000;
 
+/// Core instances in one guest instance: the module and wit-component's
+/// shim and fixup modules (one spare).
+const CORE_INSTANCES: u32 = 4;
+
 /// Pool sizing that the engine needs to know up front.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
@@ -45,14 +49,15 @@ pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
     let slots = limits.instance_slots.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        // A guest component holds its module, the WASI adapter and the small
-        // shim modules wit-component adds.
-        .max_core_instances_per_component(8)
-        .total_core_instances(slots * 8)
-        .max_memories_per_component(2)
-        .total_memories(slots * 2)
-        .max_tables_per_component(8)
-        .total_tables(slots * 8)
+        // A guest component holds its module and the two small shim modules
+        // wit-component adds to lower its imports; only the module has a
+        // memory (there is no WASI adapter: docs/guest.md, "No WASI").
+        .max_core_instances_per_component(CORE_INSTANCES)
+        .total_core_instances(slots * CORE_INSTANCES)
+        .max_memories_per_component(1)
+        .total_memories(slots)
+        .max_tables_per_component(CORE_INSTANCES)
+        .total_tables(slots * CORE_INSTANCES)
         .total_stacks(slots)
         .max_memory_size((limits.max_memory_mb as usize) << 20)
         .table_elements(20_000)
@@ -143,4 +148,26 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guest asks nothing of the host but the world in `wit/`: no WASI
+    /// (docs/guest.md, "No WASI").
+    #[test]
+    fn the_guest_imports_only_its_world() {
+        let engine = Engine::default();
+        let component = Component::new(&engine, GUEST_COMPONENT).expect("the guest compiles");
+        let mut imports: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        imports.sort();
+        let world = ["cache", "clock", "db", "http", "log", "random"]
+            .map(|interface| format!("scriptbox:sandbox/{interface}@0.1.0"));
+        assert_eq!(imports, world);
+    }
 }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{HasSelf, Linker};
 
 use super::fetch::{FetchRequest, Fetcher};
 use super::kv::{self, KvStore, TenantCache};
@@ -23,7 +22,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use self::scriptbox::sandbox::{cache, clock, db, http, log};
+use self::scriptbox::sandbox::{cache, clock, db, http, log, random};
 
 /// Services shared by every run.
 pub struct HostServices {
@@ -116,11 +115,8 @@ impl RunState {
     }
 }
 
-/// The data of one store: WASI (empty: no files, no environment), the memory
-/// limiter, and the current run.
+/// The data of one store: the memory limiter and the current run.
 pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub services: Arc<HostServices>,
     pub run: RunState,
@@ -129,10 +125,6 @@ pub struct HostState {
 impl HostState {
     pub fn new(services: Arc<HostServices>, memory_cap: usize) -> Self {
         Self {
-            // No preopens, no environment, no arguments; stdout and stderr go
-            // nowhere (console output comes through the `log` import).
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_cap),
             services,
             run: RunState::new(
@@ -144,18 +136,10 @@ impl HostState {
     }
 }
 
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// Adds WASI and the world's imports to a linker.
+/// Adds the world's imports to a linker. They are all the guest imports:
+/// it answers its C library's WASI calls itself, from `clock` and `random`
+/// (guest-js-engine/runtime/src/system.rs).
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
     ScriptRuntime::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }
@@ -332,5 +316,22 @@ impl clock::Host for HostState {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0))
+    }
+
+    async fn monotonic_ns(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.run.started.elapsed().as_nanos() as u64)
+    }
+}
+
+/// The most bytes one `random.fill` call returns; the guest asks again for
+/// more.
+const RANDOM_CHUNK: u32 = 1 << 16;
+
+impl random::Host for HostState {
+    async fn fill(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        let mut bytes = vec![0; len.min(RANDOM_CHUNK) as usize];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| wasmtime::Error::msg(format!("no randomness: {e}")))?;
+        Ok(bytes)
     }
 }

@@ -237,8 +237,9 @@ impl SandboxPool {
         let state = HostState::new(self.services.clone(), self.max_memory_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Instantiation runs the adapter's start-up code; the run's own fuel
-        // is set when the instance is leased.
+        // Instantiation may run guest code (none today: the module has no
+        // start function); the run's own fuel is set when the instance is
+        // leased.
         if self.meter_fuel {
             store.set_fuel(u64::MAX)?;
             store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL))?;
