@@ -282,17 +282,11 @@ async fn compiled_bytecode_is_cached_per_script_version() {
 }
 
 /// The guest answers its C library's clock calls from the host: `new Date()`
-/// is the host's time, and `performance.now()` counts from the start of the
-/// run (not the build machine's clock frozen into the snapshot).
+/// is the host's time, not the build machine's clock frozen into the snapshot.
 #[tokio::test]
-async fn the_clocks_scripts_see_are_the_hosts() {
+async fn the_clock_scripts_see_is_the_hosts() {
     let sandbox = sandbox();
-    let script = "export default () => {
-        const started = performance.now();
-        let spins = 0;
-        while (performance.now() - started < 2) spins++;
-        return { date: new Date().getTime(), now: Date.now(), started, later: performance.now(), spins };
-    }";
+    let script = "export default () => ({ date: new Date().getTime(), now: Date.now() })";
     let epoch_ms = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -302,25 +296,13 @@ async fn the_clocks_scripts_see_are_the_hosts() {
     let before = epoch_ms();
     let out = output(&run(&sandbox, script, json!(null)).await);
     let after = epoch_ms();
-    let number = |key: &str| {
-        out[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{key} in {out}"))
-    };
     for key in ["date", "now"] {
+        let ms = out[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {out}"));
         assert!(
-            (before..=after).contains(&number(key)),
-            "{key} = {} is not between {before} and {after}",
-            number(key)
+            (before..=after).contains(&ms),
+            "{key} = {ms} is not between {before} and {after}"
         );
     }
-    let (started, later) = (number("started"), number("later"));
-    assert!(
-        (0.0..1_000.0).contains(&started),
-        "performance.now() = {started} ms at the start of the run"
-    );
-    assert!(
-        later - started >= 2.0,
-        "performance.now() advanced {started} -> {later}"
-    );
 }
