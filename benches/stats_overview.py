@@ -28,6 +28,14 @@ import uuid
 ADMIN, PUBLIC = "127.0.0.1:18190", "127.0.0.1:18191"
 
 
+def uuid7(unix_ms):
+    """A random UUIDv7 of the millisecond `unix_ms`, as a node makes its
+    execution ids (the overview finds its window by them)."""
+    value = (unix_ms << 80) | (random.getrandbits(80) & ~(0xF << 76) & ~(0x3 << 62))
+    value |= (0x7 << 76) | (0x2 << 62)
+    return str(uuid.UUID(int=value))
+
+
 def make_database(path, binary, rows):
     out = subprocess.run(
         [binary, "tenant", "create", "acme", "--database", f"sqlite://{path}"],
@@ -41,9 +49,10 @@ def make_database(path, binary, rows):
     values = []
     for _ in range(rows):
         status = random.choice(["completed"] * 8 + ["failed"])
+        queued_at = now - random.randint(0, 59 * 60_000)
         values.append((
-            str(uuid.uuid4()), tenant, "s", 1, "manual", status, "null", "[]", 0, "n",
-            now - random.randint(0, 59 * 60_000), random.randint(1, 500),
+            uuid7(queued_at), tenant, "s", 1, "manual", status, "null", "[]", 0, "n",
+            queued_at, random.randint(1, 500),
             "js_error" if status == "failed" else None,
         ))
     con.executemany(

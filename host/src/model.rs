@@ -104,6 +104,20 @@ id_type!(
     ExecutionId
 );
 
+impl ExecutionId {
+    /// The smallest id an execution created at `unix_ms` can have: every
+    /// execution created before sorts below it (retention's cutoffs, the
+    /// overview's window).
+    pub fn lowest_at(unix_ms: i64) -> Self {
+        let ms = u64::try_from(unix_ms).unwrap_or(0);
+        Self(
+            uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10])
+                .into_uuid()
+                .to_string(),
+        )
+    }
+}
+
 /// A name in a text column that the enum does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {text:?}")]

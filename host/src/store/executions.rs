@@ -42,6 +42,9 @@ pub struct ExecutionRecord {
 /// What is known when a run is accepted.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
+    /// Made ([`ExecutionId::generate`]) when the run is accepted, by the
+    /// node that records its `queued_at`: retention and the overview find
+    /// rows by time through their ids.
     pub id: ExecutionId,
     pub tenant_id: TenantId,
     pub script_id: ScriptId,

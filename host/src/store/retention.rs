@@ -28,18 +28,6 @@ pub struct AgeOverride {
     pub max_age_ms: i64,
 }
 
-impl ExecutionId {
-    /// The smallest id an execution created at `unix_ms` can have: every
-    /// execution created before sorts below it.
-    pub fn lowest_at(unix_ms: i64) -> Self {
-        let ms = u64::try_from(unix_ms).unwrap_or(0);
-        uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10])
-            .into_uuid()
-            .to_string()
-            .into()
-    }
-}
-
 impl Db {
     /// Deletes up to `batch` finished executions created before `before`
     /// (an id from [`ExecutionId::lowest_at`]) and after `after`, of

@@ -62,7 +62,7 @@ async fn insert_execution(
     duration_ms: Option<i64>,
     error_type: Option<&str>,
     scheduled: Option<(i64, i64, i64)>,
-) {
+) -> String {
     let sql = "INSERT INTO executions (id, tenant_id, script_id, script_version, trigger_type, \
         status, input, logs, attempt, node_id, queued_at, duration_ms, error_type, \
         scheduled_for, started_at) \
@@ -71,7 +71,8 @@ async fn insert_execution(
         Some((fire, start, attempt)) => (Some(fire), Some(start), attempt),
         None => (None, None, 0),
     };
-    let id = uuid::Uuid::now_v7().to_string();
+    // As a node makes them: a UUIDv7 of the moment the run is queued.
+    let id = uuid_at(queued_at);
     macro_rules! run {
         ($pool:expr) => {
             sqlx::query(sql)
@@ -95,6 +96,18 @@ async fn insert_execution(
         scriptbox::store::Db::Postgres(pool) => run!(pool),
     };
     assert_eq!(inserted, 1);
+    id
+}
+
+/// A random UUIDv7 of the millisecond `ms`.
+fn uuid_at(ms: i64) -> String {
+    let random = uuid::Uuid::new_v4();
+    uuid::Builder::from_unix_timestamp_millis(
+        ms as u64,
+        &random.as_bytes()[..10].try_into().unwrap(),
+    )
+    .into_uuid()
+    .to_string()
 }
 
 async fn stats_are_aggregated_per_minute_by_the_database(url: String) {
@@ -129,6 +142,25 @@ async fn stats_are_aggregated_per_minute_by_the_database(url: String) {
         )
         .await;
     }
+    // Minute 0 too: a run whose id was made a few milliseconds before its
+    // queued_at, which is the window's first millisecond.
+    let early = insert_execution(db, &acme, first, "queued", None, None, None).await;
+    let sql = "UPDATE executions SET id = $2 WHERE id = $1";
+    let moved = match db {
+        scriptbox::store::Db::Sqlite(pool) => sqlx::query(sql)
+            .bind(&early)
+            .bind(uuid_at(first - 5))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        scriptbox::store::Db::Postgres(pool) => sqlx::query(sql)
+            .bind(&early)
+            .bind(uuid_at(first - 5))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    };
+    assert_eq!(moved.unwrap(), 1);
     // Minute 1: three failures of 5, 6, 7 ms (p50 6, p95 7), and scheduled
     // runs: first attempts 250 ms late and early (counts as 0); a retry's
     // delay is not lag.
@@ -174,7 +206,7 @@ async fn stats_are_aggregated_per_minute_by_the_database(url: String) {
     assert_eq!(status, 200, "{stats}");
     let minutes = stats["minutes"].as_array().unwrap();
     assert_eq!(minutes.len(), 3, "{stats}");
-    assert_eq!(minutes[0]["runs"], json!({ "completed": 20 }));
+    assert_eq!(minutes[0]["runs"], json!({ "completed": 20, "queued": 1 }));
     assert_eq!(
         (minutes[0]["p50_ms"].clone(), minutes[0]["p95_ms"].clone()),
         (json!(10), json!(19))
