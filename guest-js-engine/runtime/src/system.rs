@@ -2,7 +2,7 @@
 //!
 //! QuickJS's C library (wasi-libc) and Rust's standard library are written
 //! against WASI preview 1. A script needs only three things of the system: the
-//! time (`new Date()`, `performance.now()`), randomness (`Math.random`'s seed,
+//! time (`new Date()`, `Date.now()`), randomness (`Math.random`'s seed,
 //! `crypto.randomUUID`) and somewhere for stray stdio to go. This module
 //! defines the preview 1 functions those libraries import, under the names
 //! wasi-libc imports them by (`__imported_wasi_snapshot_preview1_<name>`),

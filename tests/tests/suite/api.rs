@@ -52,6 +52,16 @@ async fn every_request_carries_an_id_on_both_listeners(url: String) {
     node.stop().await;
 }
 
+/// `$body` with `$pool` bound to the node's pool, whichever backend it is.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            scriptbox::store::Db::Sqlite($pool) => $body,
+            scriptbox::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// One execution row written as the store would leave it, at `queued_at`.
 #[allow(clippy::too_many_arguments)]
 async fn insert_execution(
@@ -73,28 +83,20 @@ async fn insert_execution(
     };
     // As a node makes them: a UUIDv7 of the moment the run is queued.
     let id = uuid_at(queued_at);
-    macro_rules! run {
-        ($pool:expr) => {
-            sqlx::query(sql)
-                .bind(&id)
-                .bind(tenant_id)
-                .bind(status)
-                .bind(attempt)
-                .bind(queued_at)
-                .bind(duration_ms)
-                .bind(error_type)
-                .bind(scheduled_for)
-                .bind(started_at)
-                .execute($pool)
-                .await
-                .unwrap()
-                .rows_affected()
-        };
-    }
-    let inserted = match db {
-        scriptbox::store::Db::Sqlite(pool) => run!(pool),
-        scriptbox::store::Db::Postgres(pool) => run!(pool),
-    };
+    let inserted = on_db!(db, pool => sqlx::query(sql)
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(status)
+        .bind(attempt)
+        .bind(queued_at)
+        .bind(duration_ms)
+        .bind(error_type)
+        .bind(scheduled_for)
+        .bind(started_at)
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected());
     assert_eq!(inserted, 1);
     id
 }
@@ -146,21 +148,14 @@ async fn stats_are_aggregated_per_minute_by_the_database(url: String) {
     // queued_at, which is the window's first millisecond.
     let early = insert_execution(db, &acme, first, "queued", None, None, None).await;
     let sql = "UPDATE executions SET id = $2 WHERE id = $1";
-    let moved = match db {
-        scriptbox::store::Db::Sqlite(pool) => sqlx::query(sql)
-            .bind(&early)
-            .bind(uuid_at(first - 5))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-        scriptbox::store::Db::Postgres(pool) => sqlx::query(sql)
-            .bind(&early)
-            .bind(uuid_at(first - 5))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-    };
-    assert_eq!(moved.unwrap(), 1);
+    let moved = on_db!(db, pool => sqlx::query(sql)
+        .bind(&early)
+        .bind(uuid_at(first - 5))
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected());
+    assert_eq!(moved, 1);
     // Minute 1: three failures of 5, 6, 7 ms (p50 6, p95 7), and scheduled
     // runs: first attempts 250 ms late and early (counts as 0); a retry's
     // delay is not lag.
