@@ -174,7 +174,7 @@ pub(crate) fn values_rows(db: &Db, rows: usize, columns: usize) -> String {
     values_list(matches!(db, Db::Postgres(_)), rows, columns)
 }
 
-fn values_list(numbered: bool, rows: usize, columns: usize) -> String {
+pub(crate) fn values_list(numbered: bool, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {

@@ -92,10 +92,12 @@ async fn concurrent_writes_each_get_their_own_result(url: String) {
             })
         })
         .collect();
+    let mut last_finished = None;
     for task in tasks {
         let (n, id, status) = task.await.unwrap();
         assert_eq!(status, finished(n).status);
         let stored = db.execution(&script.tenant_id, &id).await.unwrap();
+        last_finished = last_finished.max(stored.finished_at);
         assert_eq!(stored.status, finished(n).status, "run {n}");
         assert_eq!(stored.input, format!("{{\"n\":{n}}}"));
         assert_eq!(stored.duration_ms, Some(n as i64));
@@ -107,7 +109,7 @@ async fn concurrent_writes_each_get_their_own_result(url: String) {
     }
     // Written once per batch, to the latest run's end.
     let stored = db.script(&script.tenant_id, &script.id).await.unwrap();
-    assert!(stored.last_executed_at.is_some());
+    assert_eq!(stored.last_executed_at, last_finished);
 }
 
 async fn a_bad_write_fails_only_its_own_caller(url: String) {
@@ -148,6 +150,19 @@ async fn a_bad_write_fails_only_its_own_caller(url: String) {
     // The first row is as it was.
     let stored = db.execution(&script.tenant_id, &first.id).await.unwrap();
     assert_eq!(stored.input, first.input.as_ref());
+
+    // The failed batch left no transaction open on any connection: a run
+    // recorded at its end is written, with the script's last run time.
+    let late = new_run(&script, 60);
+    let now = scriptbox::store::now_ms();
+    writer
+        .complete(late.clone(), now - 5, now - 3, finished(60))
+        .await
+        .unwrap();
+    let stored = db.execution(&script.tenant_id, &late.id).await.unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Completed);
+    let scripted = db.script(&script.tenant_id, &script.id).await.unwrap();
+    assert_eq!(scripted.last_executed_at, stored.finished_at);
 
     // A start finds only queued rows; a finish changes only open rows.
     writer.start(first.id.clone()).await.unwrap();
