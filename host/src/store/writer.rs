@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::executions::{FinishedRun, NewExecution};
@@ -218,10 +219,11 @@ fn writer_gone() -> StoreError {
 /// The writer task: a batch of whatever is queued, one transaction, the
 /// replies; until every sender is gone.
 async fn run(db: Db, mut receiver: mpsc::Receiver<Queued>) {
+    let mut own = OwnConnection::default();
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
-        match commit_while_unreachable(&db, &writes).await {
+        match commit_while_unreachable(&db, &mut own, &writes).await {
             Ok(results) => {
                 for (queued, result) in batch.drain(..).zip(results) {
                     let _ = queued.reply.send(result);
@@ -238,7 +240,7 @@ async fn run(db: Db, mut receiver: mpsc::Receiver<Queued>) {
                     "a batch of run records failed; writing them one by one"
                 );
                 for queued in batch.drain(..) {
-                    let result = match commit(&db, &[&queued.write]).await {
+                    let result = match commit(&db, &mut own, &[&queued.write]).await {
                         Ok(mut results) => results.pop().expect("one result"),
                         Err(error) => Err(error),
                     };
@@ -261,12 +263,13 @@ const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 /// only), and its new rows are refused as duplicates.
 async fn commit_while_unreachable(
     db: &Db,
+    own: &mut OwnConnection,
     writes: &[&Write],
 ) -> StoreResult<Vec<StoreResult<ExecutionStatus>>> {
     let since = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(100);
     loop {
-        match commit(db, writes).await {
+        match commit(db, own, writes).await {
             Err(error) if error.is_unreachable() && since.elapsed() < UNREACHABLE_FOR => {
                 tracing::warn!(
                     writes = writes.len(),
@@ -355,6 +358,14 @@ macro_rules! bind_row {
     }};
 }
 
+/// The writer's own SQLite connection for batches of new rows: opened on
+/// first use, closed after a failure. Always the same connection, so its
+/// page cache and prepared statements stay valid from one batch to the
+/// next; in WAL mode a connection drops its page cache whenever another
+/// connection has written since its last transaction, which a pooled
+/// connection taken in turn nearly always finds.
+type OwnConnection = Option<sqlx::SqliteConnection>;
+
 /// Rows per multi-row `UPDATE ... FROM (VALUES ...)` of starts and finishes
 /// (at most 13 parameters a row).
 const ROWS_PER_UPDATE: usize = 512;
@@ -375,12 +386,16 @@ fn follows_up(write: &Write) -> bool {
 /// would cost more than the writes. Only finishes that queue a retry take
 /// statements of their own. Writes of one run arrive in order (its start
 /// before its finish), and this order of kinds keeps them so.
-async fn commit(db: &Db, writes: &[&Write]) -> StoreResult<Vec<StoreResult<ExecutionStatus>>> {
+async fn commit(
+    db: &Db,
+    own: &mut OwnConnection,
+    writes: &[&Write],
+) -> StoreResult<Vec<StoreResult<ExecutionStatus>>> {
     if let Db::Sqlite(pool) = db
         && writes.len() <= ROWS_PER_INSERT
         && writes.iter().all(|w| w.is_insert())
     {
-        return commit_inserts(pool, writes).await;
+        return commit_inserts(pool, own, writes).await;
     }
     let inserts: Vec<&Write> = writes.iter().copied().filter(|w| w.is_insert()).collect();
     let insert_sql: Vec<String> = inserts
@@ -514,15 +529,17 @@ fn inserted_status(write: &Write) -> ExecutionStatus {
 /// API runs) make: the whole transaction (`BEGIN IMMEDIATE; INSERT ...;
 /// UPDATE ...; COMMIT`) as one call, run on the connection's thread in one
 /// go, instead of four hops to that thread (begin, insert,
-/// `last_executed_at`, commit). A connection on which it fails is closed,
-/// not given back to the pool, so no transaction is left open on it
-/// (closing rolls it back).
+/// `last_executed_at`, commit), on the writer's own connection
+/// ([`OwnConnection`]). A connection on which it fails is closed and the
+/// next batch opens another, so no transaction is left open (closing rolls
+/// it back).
 ///
 /// PostgreSQL keeps the general path: the same batch as one statement there
 /// (the `INSERT` in a `WITH` that moves `last_executed_at`) measured slower
 /// against a local server, not faster.
 async fn commit_inserts(
     pool: &sqlx::SqlitePool,
+    own: &mut OwnConnection,
     writes: &[&Write],
 ) -> StoreResult<Vec<StoreResult<ExecutionStatus>>> {
     let executed = last_executed(writes);
@@ -544,9 +561,14 @@ async fn commit_inserts(
     for (script, at) in &executed {
         query = query.bind(*script).bind(*at);
     }
-    let mut conn = pool.acquire().await?;
+    let conn = match own {
+        Some(conn) => conn,
+        None => own.insert(pool.connect_options().connect().await?),
+    };
     if let Err(error) = query.execute(&mut *conn).await {
-        conn.close_on_drop();
+        if let Some(conn) = own.take() {
+            let _ = conn.close().await;
+        }
         return Err(error.into());
     }
     Ok(writes.iter().map(|w| Ok(inserted_status(w))).collect())
