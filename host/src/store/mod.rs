@@ -154,10 +154,14 @@ impl StoreError {
         match error.downcast_ref::<sqlx::Error>() {
             Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_)) => true,
             Some(sqlx::Error::Tls(_)) => true,
-            // Class 08: connection exceptions; 57P01-57P03: the server is
-            // shutting down, crashed, or not yet accepting connections.
+            // Class 08: connection exceptions, except 08P01 (protocol
+            // violation: the server refused what was sent, say a statement
+            // bound with the wrong number of parameters, and would refuse
+            // it again); 57P01-57P03: the server is shutting down, crashed,
+            // or not yet accepting connections.
             Some(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
-                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+                (code.starts_with("08") && code != "08P01")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03")
             }),
             _ => false,
         }

@@ -10,6 +10,7 @@ use scriptbox::store::{DatabaseConfig, Db, FinishedRun, NewExecution, StoreError
 scriptbox_tests::on_both_backends!(
     concurrent_writes_each_get_their_own_result,
     a_bad_write_fails_only_its_own_caller,
+    a_statement_the_server_refuses_is_not_an_outage,
 );
 
 async fn open(url: &str) -> Db {
@@ -181,4 +182,39 @@ async fn a_bad_write_fails_only_its_own_caller(url: String) {
     let stored = db.execution(&script.tenant_id, &first.id).await.unwrap();
     assert_eq!(stored.status, ExecutionStatus::Completed);
     assert_eq!(stored.output.as_deref(), Some("0"));
+}
+
+/// The writer waits out an unreachable database (up to a minute) but fails
+/// a write the server refuses at once. A statement bound with fewer
+/// parameters than it has is refused by the server itself: PostgreSQL
+/// answers SQLSTATE 08P01 (protocol violation), which is in class 08
+/// (connection exceptions) and yet no outage: sending it again is refused
+/// again. A dropped connection is still an outage.
+async fn a_statement_the_server_refuses_is_not_an_outage(url: String) {
+    let db = open(&url).await;
+    let refused: StoreError = match &db {
+        Db::Sqlite(pool) => sqlx::query("SELECT * FROM no_such_table")
+            .execute(pool)
+            .await
+            .unwrap_err()
+            .into(),
+        Db::Postgres(pool) => {
+            let error = sqlx::query("SELECT $1::int + $2::int")
+                .bind(1)
+                .execute(pool)
+                .await
+                .unwrap_err();
+            let code = error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned());
+            assert_eq!(code.as_deref(), Some("08P01"), "{error}");
+            error.into()
+        }
+    };
+    assert!(!refused.is_unreachable(), "{refused:#}");
+
+    let dropped: StoreError =
+        sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)).into();
+    assert!(dropped.is_unreachable());
 }
