@@ -14,7 +14,7 @@
 //!
 //! `SCRIPTBOX_BENCH_SCHEDULES` and `SCRIPTBOX_BENCH_DUE` change the sizes,
 //! `SCRIPTBOX_BENCH_CLAIM_BATCH` the claims per transaction (default: the
-//! scheduler's own, `scheduler::CLAIM_BATCH`).
+//! scheduler's own for the backend, `scheduler::claim_batch`).
 
 use std::time::{Duration, Instant};
 
@@ -108,7 +108,7 @@ async fn bench(db: &Db, label: &str, schedules: usize, due: usize) -> Result<()>
     let node = "bench-node";
     let batch = env_usize(
         "SCRIPTBOX_BENCH_CLAIM_BATCH",
-        scriptbox::scheduler::CLAIM_BATCH as usize,
+        scriptbox::scheduler::claim_batch(db) as usize,
     ) as i64;
     let mut sleep_query = Vec::new();
     let mut claim_all = Vec::new();
