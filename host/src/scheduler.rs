@@ -107,12 +107,9 @@ pub const MAX_IDLE: Duration = Duration::from_millis(500);
 /// How late an occurrence may be and still be run in turn; later ones
 /// count as missed and collapse into one catch-up run.
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(5);
-/// Scripts (or retries) claimed per transaction: 500 on PostgreSQL, where a
-/// transaction's round trips dominate (1,000 claims among 100,000 schedules:
-/// 43-45 us each in batches of 500 against 50-55 us in batches of 200),
-/// 200 on SQLite, where larger statements cost more than they save (35 us
-/// against 23-24 us); `cargo bench --bench schedule` with
-/// `SCRIPTBOX_BENCH_CLAIM_BATCH`.
+/// Scripts (or retries) claimed per transaction: larger on PostgreSQL, where
+/// a transaction's round trips dominate, than on SQLite, where larger
+/// statements cost more than they save (docs/scheduler.md has the figures).
 pub fn claim_batch(db: &Db) -> i64 {
     match db {
         Db::Sqlite(_) => 200,
