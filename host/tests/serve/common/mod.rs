@@ -10,7 +10,8 @@ use serde_json::Value;
 
 /// Held by the tests that put a node under sustained load (crash, chaos,
 /// soak), so that they take turns instead of slowing each other on a
-/// 2-core machine.
+/// 2-core machine, and by the tests whose assertions need runs to start on
+/// time (cluster).
 pub static HEAVY_LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Says, past the test harness's output capture, that the calling test did
