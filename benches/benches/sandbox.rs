@@ -11,7 +11,8 @@
 //!   ratios between them.
 //!
 //! - trivial runs/s on one thread before and after every pool slot has run a
-//!   script that touched 24 MiB (does a large run leave its slot slower?).
+//!   script that touched 24 MiB, and one whose recursion ran into the stack
+//!   limit (does a large run leave its slot slower?).
 //!
 //! `SCRIPTBOX_BENCH_RUNS` sets the number of latency samples (default 20000);
 //! `SCRIPTBOX_BENCH_ONLY=latency,throughput,fib,heavy` runs only the parts
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use scriptbox::sandbox::{
-    Bytecode, FetchConfig, MemoryKv, RunLimits, RunRequest, Sandbox, SandboxConfig,
+    Bytecode, ErrorKind, FetchConfig, MemoryKv, RunLimits, RunRequest, Sandbox, SandboxConfig,
 };
 
 const TRIVIAL: &str = "export default (input) => ({ ok: true, n: input.n + 1 })";
@@ -47,6 +48,11 @@ const HEAVY: &str = "export default (input) => {
   return bytes.length;
 }";
 const HEAVY_MB: u64 = 24;
+/// A recursion that ends only at the stack limit (`stack_overflow`): its
+/// calls write to most of the guest's shadow stack.
+const DEEP: &str = "function down(n) { return n === 0 ? 0 : 1 + down(n - 1); }
+export default (input) => down(input.n)";
+const DEEP_CALLS: u64 = 1_000_000;
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -164,27 +170,35 @@ async fn runs_per_second(sandbox: &Sandbox, bytecode: &Arc<Bytecode>, tasks: usi
 }
 
 /// Trivial runs/s on one thread before and after every pool slot has served
-/// a run that touched [`HEAVY_MB`] of memory: whether one tenant's large
-/// run makes later runs in the same slots slower.
-fn after_heavy_runs() -> Result<(f64, f64)> {
+/// runs of `script` (input `n`), each of which must end as `expected` (`Ok`
+/// or the kind it fails with): whether what one tenant's run did makes
+/// later runs in the same slots slower.
+fn after_every_slot_ran(
+    script: &str,
+    n: u64,
+    expected: Result<(), ErrorKind>,
+) -> Result<(f64, f64)> {
     runtime(1).block_on(async {
         let sandbox = start_sandbox()?;
         let trivial: Arc<Bytecode> = sandbox.compile(TRIVIAL).await?;
-        let heavy = sandbox.compile(HEAVY).await?;
+        let other = sandbox.compile(script).await?;
         let before = runs_per_second(&sandbox, &trivial, TASKS_PER_THREAD).await?;
         let limits = sandbox.config().default_limits();
         let slots = bench_config().pool_max;
         for _ in 0..4 {
             let runs: Vec<_> = (0..slots)
                 .map(|_| {
-                    let (sandbox, heavy) = (sandbox.clone(), heavy.clone());
-                    tokio::spawn(async move {
-                        sandbox.run(&heavy, request(HEAVY_MB, limits)).await.result
-                    })
+                    let (sandbox, other) = (sandbox.clone(), other.clone());
+                    tokio::spawn(
+                        async move { sandbox.run(&other, request(n, limits)).await.result },
+                    )
                 })
                 .collect();
             for run in runs {
-                run.await??;
+                let ended = run.await?.map(|_| ()).map_err(|failure| failure.kind);
+                if ended != expected {
+                    bail!("the run ended as {ended:?}, not {expected:?}");
+                }
             }
         }
         let after = runs_per_second(&sandbox, &trivial, TASKS_PER_THREAD).await?;
@@ -322,12 +336,16 @@ fn main() -> Result<()> {
         fib_part()?;
     }
     if wanted("heavy") {
-        let (before, after) = after_heavy_runs()?;
+        let (before, after) = after_every_slot_ran(HEAVY, HEAVY_MB, Ok(()))?;
+        println!("trivial runs/s on 1 thread before and after every slot ran");
         println!(
-            "trivial runs/s on 1 thread before and after every slot ran a {HEAVY_MB} MiB script:"
+            "  a {HEAVY_MB} MiB script:        before {before:>9.0}  after {after:>9.0}  ({:.2}x)",
+            after / before
         );
+        let (before, after) =
+            after_every_slot_ran(DEEP, DEEP_CALLS, Err(ErrorKind::StackOverflow))?;
         println!(
-            "  before {before:>9.0} runs/s  after {after:>9.0} runs/s  ({:.2}x)",
+            "  a runaway recursion:   before {before:>9.0}  after {after:>9.0}  ({:.2}x)",
             after / before
         );
     }
