@@ -3,6 +3,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Component;
@@ -89,6 +90,42 @@ pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("configuring the wasmtime engine")
+}
+
+/// Loads the guest into the engines of one configuration, which the pool
+/// builds more than once (it renews its engine: `pool.rs`). With a cache
+/// directory, as [`load_guest`]; without one, the first engine compiles the
+/// guest and later ones deserialise what it compiled, in milliseconds
+/// instead of seconds.
+pub struct GuestLoader {
+    cache_dir: Option<PathBuf>,
+    compiled: OnceLock<Vec<u8>>,
+}
+
+impl GuestLoader {
+    pub fn new(cache_dir: Option<PathBuf>) -> Self {
+        Self {
+            cache_dir,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    pub fn load(&self, engine: &Engine) -> Result<Component> {
+        if self.cache_dir.is_some() {
+            return load_guest(engine, self.cache_dir.as_deref());
+        }
+        if let Some(bytes) = self.compiled.get() {
+            // SAFETY: the bytes were serialised in this process from the
+            // guest as compiled by an engine of this same configuration (a
+            // loader serves one); wasmtime checks their header and version.
+            return unsafe { Component::deserialize(engine, bytes) }
+                .map_err(anyhow::Error::from)
+                .context("loading the compiled guest");
+        }
+        let component = load_guest(engine, None)?;
+        let _ = self.compiled.set(component.serialize()?);
+        Ok(component)
+    }
 }
 
 /// Loads the guest component, compiling it once per engine configuration and

@@ -34,7 +34,7 @@ pub use fetch::FetchConfig;
 pub use host_api::{ApiCalls, ApiUsage, LogLevel, LogLine};
 pub use kv::{KvStore, MemoryKv};
 pub use limits::{ErrorKind, RunLimits};
-pub use pool::PoolStats;
+pub use pool::{PoolStats, RENEW_ABOVE_BYTES};
 
 use host_api::exports::scriptbox::sandbox::engine as guest;
 use host_api::{HostServices, RunState};
@@ -459,24 +459,29 @@ impl Sandbox {
         meter_fuel: bool,
     ) -> Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let engine = engine::build_engine(engine::EngineLimits {
+        let limits = engine::EngineLimits {
             instance_slots: ((config.pool_max + pool::COMPILE_SLOTS) as u32) * 3 + 4,
             max_memory_mb: config.max_memory_mb,
             meter_fuel,
-        })?;
-        let artifact_dir = config
-            .artifact_dir
-            .clone()
-            .or_else(engine::default_cache_dir);
-        let component = engine::load_guest(&engine, artifact_dir.as_deref())?;
+        };
+        let guest = engine::GuestLoader::new(
+            config
+                .artifact_dir
+                .clone()
+                .or_else(engine::default_cache_dir),
+        );
+        let factory: pool::EngineFactory = Arc::new(move || {
+            let engine = engine::build_engine(limits)?;
+            let component = guest.load(&engine)?;
+            Ok((engine, component))
+        });
         let services = Arc::new(HostServices {
             fetcher: fetch::Fetcher::new(fetch).context("building the fetch client")?,
             db,
             cache: kv::TenantCache::new(config.cache_max_bytes),
         });
         let pool = SandboxPool::start(
-            engine,
-            &component,
+            factory,
             services,
             (config.max_memory_mb as usize) << 20,
             meter_fuel,

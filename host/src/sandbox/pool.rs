@@ -10,6 +10,18 @@
 //! Finished instances are dropped as tasks on the async runtime's worker
 //! threads (on a teardown thread of the pool's own when there is no
 //! runtime), so tearing down memory is off the run's critical path.
+//!
+//! Tearing an instance down resets every page its memory slot has ever had
+//! written, not only the pages of the last run (wasmtime's PAGEMAP_SCAN
+//! reset finds pages that are no longer the image's; a page it copies back
+//! stays the slot's own). So one run that writes much of the guest's initial
+//! memory, such as a runaway recursion through the 4 MiB shadow stack, makes
+//! every later teardown of that slot copy megabytes: after every slot has
+//! served one, trivial runs go several times slower, for good. Once a second
+//! the pool looks at what its idle slots reset per teardown and, above
+//! [`RENEW_ABOVE_BYTES`], renews its engine: new instances come from a fresh
+//! engine whose slots hold nothing yet, and the old engine, with its slots,
+//! is freed when its last instance is (docs/architecture.md, "Worn slots").
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
@@ -37,6 +49,49 @@ pub enum Purpose {
 /// How often the ready target follows demand.
 const ADAPT_EVERY: Duration = Duration::from_secs(1);
 
+/// Idle memory slots resetting more than this per teardown, on average,
+/// renew the engine. A slot that has served only small scripts resets
+/// about 100-130 KiB; one that has served a recursion 3,000 calls deep,
+/// about 1 MiB; a runaway recursion, several MiB.
+pub const RENEW_ABOVE_BYTES: usize = 512 << 10;
+
+/// Renewals at most this often: a workload that itself writes megabytes
+/// per run would otherwise renew every second, to no gain.
+const RENEW_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+/// Builds an engine and loads the guest into it; called at start and for
+/// each renewal (blocking: it may read the compiled guest from disk).
+pub type EngineFactory = Arc<dyn Fn() -> Result<(Engine, Component)> + Send + Sync>;
+
+/// An engine and the guest linked into it: what instances are made from.
+struct Generation {
+    engine: Engine,
+    pre: ScriptRuntimePre<HostState>,
+}
+
+impl Generation {
+    fn new(engine: Engine, component: &Component) -> Result<Self> {
+        let mut linker = Linker::new(&engine);
+        host_api::add_to_linker(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("linking the guest's imports")?;
+        let pre = ScriptRuntimePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("checking the guest's exports")?;
+        Ok(Self { engine, pre })
+    }
+
+    /// What the engine's idle memory slots reset per teardown, on average
+    /// (`None` with no idle slot).
+    fn idle_slot_reset_bytes(&self) -> Option<usize> {
+        let metrics = self.engine.pooling_allocator_metrics()?;
+        let idle = metrics.unused_warm_memories() as usize;
+        (idle > 0).then(|| metrics.unused_memory_bytes_resident() / idle)
+    }
+}
+
 /// An instance ready to serve one run.
 pub struct Ready {
     pub store: Store<HostState>,
@@ -56,11 +111,19 @@ pub struct PoolStats {
     pub max: usize,
     /// Runs that found no instance ready and waited for one to be made.
     pub misses: usize,
+    /// Times the engine was renewed because its slots were worn.
+    pub renewals: usize,
+    /// What the current engine's idle memory slots reset per teardown, on
+    /// average (0 with no idle slot).
+    pub idle_slot_reset_bytes: usize,
 }
 
 pub struct SandboxPool {
-    engine: Engine,
-    pre: ScriptRuntimePre<HostState>,
+    factory: EngineFactory,
+    // A std Mutex: held only to clone or swap the Arc.
+    generation: Mutex<Arc<Generation>>,
+    last_renewal: Mutex<Option<Instant>>,
+    renewals: AtomicUsize,
     services: Arc<HostServices>,
     max_memory_bytes: usize,
     /// Whether the engine meters fuel (see `EngineLimits::meter_fuel`).
@@ -118,8 +181,7 @@ impl SandboxPool {
     /// Prepares the component (`InstancePre`, once) and starts the task that
     /// keeps instances ready. Must be called inside a tokio runtime.
     pub fn start(
-        engine: Engine,
-        component: &Component,
+        factory: EngineFactory,
         services: Arc<HostServices>,
         max_memory_bytes: usize,
         meter_fuel: bool,
@@ -128,15 +190,8 @@ impl SandboxPool {
     ) -> Result<Arc<Self>> {
         let max = max.max(1);
         let min = min.min(max);
-        let mut linker = Linker::new(&engine);
-        host_api::add_to_linker(&mut linker)?;
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(anyhow::Error::from)
-            .context("linking the guest's imports")?;
-        let pre = ScriptRuntimePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("checking the guest's exports")?;
+        let (engine, component) = factory()?;
+        let generation = Generation::new(engine, &component)?;
 
         let (teardown, retired) = mpsc::channel::<Retired>();
         std::thread::Builder::new()
@@ -149,8 +204,10 @@ impl SandboxPool {
             .context("spawning the teardown thread")?;
 
         let pool = Arc::new(Self {
-            engine,
-            pre,
+            factory,
+            generation: Mutex::new(Arc::new(generation)),
+            last_renewal: Mutex::new(None),
+            renewals: AtomicUsize::new(0),
             services,
             max_memory_bytes,
             meter_fuel,
@@ -169,10 +226,6 @@ impl SandboxPool {
         });
         tokio::spawn(keep_ready(Arc::downgrade(&pool), pool.refill.clone()));
         Ok(pool)
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// Waits for a permit of `purpose`, then takes a ready instance (or
@@ -222,7 +275,64 @@ impl SandboxPool {
             target: self.target.load(Ordering::Relaxed),
             max: self.max,
             misses: self.misses.load(Ordering::Relaxed),
+            renewals: self.renewals.load(Ordering::Relaxed),
+            idle_slot_reset_bytes: self.generation().idle_slot_reset_bytes().unwrap_or(0),
         }
+    }
+
+    fn generation(&self) -> Arc<Generation> {
+        self.generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Renews the engine when its idle slots have come to reset more than
+    /// [`RENEW_ABOVE_BYTES`] per teardown, at most every
+    /// [`RENEW_AT_MOST_EVERY`]. Instances already made from the old engine
+    /// finish their runs; the ready ones are dropped.
+    async fn renew_if_worn(&self) {
+        let Some(per_slot) = self.generation().idle_slot_reset_bytes() else {
+            return;
+        };
+        if per_slot <= RENEW_ABOVE_BYTES {
+            return;
+        }
+        let last = *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < RENEW_AT_MOST_EVERY) {
+            return;
+        }
+        *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let factory = self.factory.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let (engine, component) = factory()?;
+            Generation::new(engine, &component)
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|built| built);
+        let generation = match built {
+            Ok(generation) => generation,
+            Err(error) => {
+                // The worn engine keeps serving: slower, but serving.
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot renew the sandbox engine"
+                );
+                return;
+            }
+        };
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(generation);
+        let stale: Vec<Ready> = self.lock_ready().drain(..).collect();
+        for ready in stale {
+            self.retire(ready.store, None);
+        }
+        self.renewals.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            idle_slot_reset_bytes = per_slot,
+            "renewed the sandbox engine: its idle slots reset more than {} KiB per teardown",
+            RENEW_ABOVE_BYTES >> 10
+        );
     }
 
     /// The last failure to make an instance, if the most recent attempt failed.
@@ -235,7 +345,8 @@ impl SandboxPool {
 
     async fn instantiate(&self) -> Result<Ready> {
         let state = HostState::new(self.services.clone(), self.max_memory_bytes);
-        let mut store = Store::new(&self.engine, state);
+        let generation = self.generation();
+        let mut store = Store::new(&generation.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Instantiation may run guest code (none today: the module has no
         // start function); the run's own fuel is set when the instance is
@@ -244,7 +355,7 @@ impl SandboxPool {
             store.set_fuel(u64::MAX)?;
             store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL))?;
         }
-        let result = self.pre.instantiate_async(&mut store).await;
+        let result = generation.pre.instantiate_async(&mut store).await;
         let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(bindings) => {
@@ -317,6 +428,7 @@ async fn keep_ready(pool: Weak<SandboxPool>, refill: Arc<Notify>) {
             let Some(pool) = pool.upgrade() else { return };
             if Instant::now() >= next_adapt {
                 pool.adapt();
+                pool.renew_if_worn().await;
                 next_adapt = Instant::now() + ADAPT_EVERY;
             }
             while pool.lock_ready().len() < pool.target.load(Ordering::Relaxed) {

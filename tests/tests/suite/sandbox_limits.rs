@@ -184,6 +184,77 @@ async fn deep_recursion_works_and_unbounded_recursion_is_a_stack_overflow() {
     still_serves(&sandbox).await;
 }
 
+/// A runaway recursion writes most of the guest's 4 MiB shadow stack, and
+/// every later teardown of its memory slot resets what it wrote: the pool
+/// renews its engine once its idle slots reset that much, and runs go on
+/// from the new engine, with bytecode compiled before. Small runs alone
+/// never renew it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_worn_by_a_runaway_recursion_are_renewed() {
+    use scriptbox::sandbox::RENEW_ABOVE_BYTES;
+    use std::time::{Duration, Instant};
+
+    let sandbox = sandbox();
+    let small = sandbox.compile(OK_SCRIPT).await.unwrap();
+    let runaway = sandbox
+        .compile("function f(n) { return f(n + 1) + 1; } export default () => f(0)")
+        .await
+        .unwrap();
+    let limits = sandbox.config().default_limits();
+    let request = move |n: u64| scriptbox::sandbox::RunRequest {
+        tenant: "t1".into(),
+        input: json!({ "n": n }).to_string(),
+        context: "{}".into(),
+        limits,
+    };
+
+    // Small runs over three of the pool's checks (one a second).
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_millis(3_200) {
+        let outcome = sandbox.run(&small, request(n)).await;
+        assert_eq!(output(&outcome), json!({ "ok": true, "n": n + 1 }));
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = sandbox.pool_stats();
+    assert_eq!(stats.renewals, 0, "{stats:?}");
+    assert!(stats.idle_slot_reset_bytes > 0, "{stats:?}");
+    assert!(stats.idle_slot_reset_bytes < RENEW_ABOVE_BYTES, "{stats:?}");
+
+    // Runaway recursions, four at a time (the pool's size), a few rounds.
+    for _ in 0..3 {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let (sandbox, runaway) = (sandbox.clone(), runaway.clone());
+                tokio::spawn(async move { sandbox.run(&runaway, request(0)).await })
+            })
+            .collect();
+        for run in runs {
+            assert_eq!(failure_kind(&run.await.unwrap()), ErrorKind::StackOverflow);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sandbox.pool_stats().renewals == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never renewed: {:?}",
+            sandbox.pool_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Bytecode compiled from the old engine runs in the new one.
+    for n in 0..20 {
+        let outcome = sandbox.run(&small, request(n)).await;
+        assert_eq!(output(&outcome), json!({ "ok": true, "n": n + 1 }));
+    }
+    let stats = sandbox.pool_stats();
+    assert_eq!(stats.renewals, 1, "{stats:?}");
+    assert!(stats.idle_slot_reset_bytes < RENEW_ABOVE_BYTES, "{stats:?}");
+    assert_eq!(stats.in_use, 0, "{stats:?}");
+}
+
 #[tokio::test]
 async fn output_over_the_limit_fails_with_output_limit() {
     let sandbox = sandbox();
