@@ -131,7 +131,7 @@ impl GuestLoader {
 /// Loads the guest component, compiling it once per engine configuration and
 /// caching the machine code on disk (`cache_dir`): deserialising takes
 /// milliseconds where compiling takes about a second.
-pub fn load_guest(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
+fn load_guest(engine: &Engine, cache_dir: Option<&Path>) -> Result<Component> {
     let Some(dir) = cache_dir else {
         return Component::new(engine, GUEST_COMPONENT)
             .map_err(anyhow::Error::from)

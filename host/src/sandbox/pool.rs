@@ -122,7 +122,6 @@ pub struct SandboxPool {
     factory: EngineFactory,
     // A std Mutex: held only to clone or swap the Arc.
     generation: Mutex<Arc<Generation>>,
-    last_renewal: Mutex<Option<Instant>>,
     renewals: AtomicUsize,
     services: Arc<HostServices>,
     max_memory_bytes: usize,
@@ -206,7 +205,6 @@ impl SandboxPool {
         let pool = Arc::new(Self {
             factory,
             generation: Mutex::new(Arc::new(generation)),
-            last_renewal: Mutex::new(None),
             renewals: AtomicUsize::new(0),
             services,
             max_memory_bytes,
@@ -289,20 +287,20 @@ impl SandboxPool {
 
     /// Renews the engine when its idle slots have come to reset more than
     /// [`RENEW_ABOVE_BYTES`] per teardown, at most every
-    /// [`RENEW_AT_MOST_EVERY`]. Instances already made from the old engine
-    /// finish their runs; the ready ones are dropped.
-    async fn renew_if_worn(&self) {
+    /// [`RENEW_AT_MOST_EVERY`] (`last_renewal` is the pool task's own).
+    /// Instances already made from the old engine finish their runs; the
+    /// ready ones are dropped.
+    async fn renew_if_worn(&self, last_renewal: &mut Option<Instant>) {
         let Some(per_slot) = self.generation().idle_slot_reset_bytes() else {
             return;
         };
         if per_slot <= RENEW_ABOVE_BYTES {
             return;
         }
-        let last = *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|at| at.elapsed() < RENEW_AT_MOST_EVERY) {
+        if last_renewal.is_some_and(|at| at.elapsed() < RENEW_AT_MOST_EVERY) {
             return;
         }
-        *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *last_renewal = Some(Instant::now());
         let factory = self.factory.clone();
         let built = tokio::task::spawn_blocking(move || {
             let (engine, component) = factory()?;
@@ -423,12 +421,13 @@ impl SandboxPool {
 /// an instance, and adapt the target once a period. Ends with the pool.
 async fn keep_ready(pool: Weak<SandboxPool>, refill: Arc<Notify>) {
     let mut next_adapt = Instant::now() + ADAPT_EVERY;
+    let mut last_renewal = None;
     loop {
         {
             let Some(pool) = pool.upgrade() else { return };
             if Instant::now() >= next_adapt {
                 pool.adapt();
-                pool.renew_if_worn().await;
+                pool.renew_if_worn(&mut last_renewal).await;
                 next_adapt = Instant::now() + ADAPT_EVERY;
             }
             while pool.lock_ready().len() < pool.target.load(Ordering::Relaxed) {
