@@ -95,6 +95,12 @@ struct Latency {
     p50_us: f64,
     p99_us: f64,
     runs_per_s: f64,
+    /// Fuel the last run used: the guest's work, counted the same on a
+    /// busy machine as on a quiet one.
+    fuel: u64,
+    /// What an idle slot resets at its teardown, on average (the pool's
+    /// `idle_slot_reset_bytes`): the pages a run leaves written.
+    reset_bytes: usize,
 }
 
 /// Sequential runs, one at a time: the latency a caller sees.
@@ -107,11 +113,13 @@ fn sandbox_latency(runs: usize) -> Result<Latency> {
             sandbox.run(&bytecode, request(n, limits)).await.result?;
         }
         let mut samples = Vec::with_capacity(runs);
+        let mut fuel = 0;
         let started = Instant::now();
         for n in 0..runs as u64 {
             let t0 = Instant::now();
             let outcome = sandbox.run(&bytecode, request(n, limits)).await;
             samples.push(t0.elapsed().as_secs_f64() * 1e6);
+            fuel = outcome.usage.fuel_used;
             let success = outcome.result?;
             if success.output != format!("{{\"ok\":true,\"n\":{}}}", n + 1) {
                 bail!("wrong output {}", success.output);
@@ -123,6 +131,8 @@ fn sandbox_latency(runs: usize) -> Result<Latency> {
             p50_us: percentile(&samples, 0.5),
             p99_us: percentile(&samples, 0.99),
             runs_per_s: runs as f64 / total,
+            fuel,
+            reset_bytes: sandbox.pool_stats().idle_slot_reset_bytes,
         })
     })
 }
@@ -369,6 +379,11 @@ fn latency_part(runs: usize) -> Result<()> {
     println!(
         "  sandbox/node runs/s ratio (1 task): {:.1}x",
         latency.runs_per_s / node_rate
+    );
+    println!(
+        "  per sandbox run: {} fuel; an idle slot resets {:.1} KiB at teardown",
+        latency.fuel,
+        latency.reset_bytes as f64 / 1024.0
     );
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! The host creates a fresh instance for every call, so nothing a script does
 //! here outlives its run.
 
+mod alloc;
 mod json;
 mod native;
 mod system;
@@ -34,6 +35,9 @@ wit_bindgen::generate!({
     world: "script-runtime",
     path: "../../wit",
 });
+
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator::new();
 
 /// The name scripts are compiled under; syntax errors and stacks refer to it.
 const SCRIPT_NAME: &str = "script.js";

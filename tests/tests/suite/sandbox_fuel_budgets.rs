@@ -25,28 +25,28 @@ async fn fixture_scripts_stay_within_their_fuel_budgets() {
             include_str!("../../fixtures/trivial.js"),
             json!({ "n": 1 }),
             json!({ "ok": true, "n": 2 }),
-            83_152u64,
+            76_164u64,
         ),
         (
             "fib20",
             include_str!("../../fixtures/fib.js"),
             json!({ "n": 20 }),
             json!(6765),
-            16_067_512,
+            16_062_196,
         ),
         (
             "json",
             include_str!("../../fixtures/json.js"),
             json!({ "items": 200 }),
             json!(200),
-            11_402_070,
+            11_297_896,
         ),
         (
             "strings",
             include_str!("../../fixtures/strings.js"),
             json!({ "n": 2000 }),
             json!(2000),
-            12_742_473,
+            11_903_993,
         ),
     ];
     let mut report = Vec::new();
