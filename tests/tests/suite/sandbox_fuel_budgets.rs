@@ -25,28 +25,28 @@ async fn fixture_scripts_stay_within_their_fuel_budgets() {
             include_str!("../../fixtures/trivial.js"),
             json!({ "n": 1 }),
             json!({ "ok": true, "n": 2 }),
-            76_164u64,
+            73_751u64,
         ),
         (
             "fib20",
             include_str!("../../fixtures/fib.js"),
             json!({ "n": 20 }),
             json!(6765),
-            16_062_196,
+            16_059_813,
         ),
         (
             "json",
             include_str!("../../fixtures/json.js"),
             json!({ "items": 200 }),
             json!(200),
-            11_297_896,
+            11_276_386,
         ),
         (
             "strings",
             include_str!("../../fixtures/strings.js"),
             json!({ "n": 2000 }),
             json!(2000),
-            11_903_993,
+            11_914_799,
         ),
     ];
     let mut report = Vec::new();
