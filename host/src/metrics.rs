@@ -43,6 +43,8 @@ pub struct RunMetrics {
     pool_size: IntGauge,
     pool_in_use: IntGauge,
     pool_wait: Histogram,
+    pool_renewals: IntCounter,
+    pool_idle_slot_reset: IntGauge,
     api_calls: IntCounterVec,
     api_duration: HistogramVec,
     memory: HistogramVec,
@@ -103,6 +105,16 @@ impl RunMetrics {
                 .buckets(buckets(0.0001, 12)),
             )
             .expect("valid metric"),
+            pool_renewals: IntCounter::new(
+                "scriptbox_sandbox_pool_renewals_total",
+                "Times the sandbox pool replaced its engine because idle slots reset too much at teardown",
+            )
+            .expect("valid metric"),
+            pool_idle_slot_reset: IntGauge::new(
+                "scriptbox_sandbox_idle_slot_reset_bytes",
+                "What an idle sandbox slot resets at each teardown, on average",
+            )
+            .expect("valid metric"),
             api_calls: counter(
                 "script_api_calls_total",
                 "Host API calls made by scripts: http (fetch), db (sdk.db), cache (sdk.cache)",
@@ -143,6 +155,8 @@ impl RunMetrics {
             Box::new(self.pool_size.clone()),
             Box::new(self.pool_in_use.clone()),
             Box::new(self.pool_wait.clone()),
+            Box::new(self.pool_renewals.clone()),
+            Box::new(self.pool_idle_slot_reset.clone()),
             Box::new(self.api_calls.clone()),
             Box::new(self.api_duration.clone()),
             Box::new(self.memory.clone()),
@@ -424,6 +438,13 @@ impl Metrics {
             let stats = sandbox.pool_stats();
             self.runs.pool_size.set((stats.ready + stats.in_use) as i64);
             self.runs.pool_in_use.set(stats.in_use as i64);
+            let renewals = self.runs.pool_renewals.get();
+            self.runs
+                .pool_renewals
+                .inc_by((stats.renewals as u64).saturating_sub(renewals));
+            self.runs
+                .pool_idle_slot_reset
+                .set(stats.idle_slot_reset_bytes as i64);
         }
         let mut buffer = Vec::new();
         TextEncoder::new()

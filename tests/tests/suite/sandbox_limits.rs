@@ -242,6 +242,17 @@ async fn slots_worn_by_a_runaway_recursion_are_renewed() {
     use std::time::{Duration, Instant};
 
     let sandbox = sandbox();
+    let mut metrics = scriptbox::metrics::Metrics::new();
+    metrics.attach_sandbox(&sandbox);
+    // `/metrics` reports the same two figures as the pool.
+    let exported = |name: &str| -> f64 {
+        let text = metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
     let small = sandbox.compile(OK_SCRIPT).await.unwrap();
     let runaway = sandbox
         .compile("function f(n) { return f(n + 1) + 1; } export default () => f(0)")
@@ -268,6 +279,9 @@ async fn slots_worn_by_a_runaway_recursion_are_renewed() {
     assert_eq!(stats.renewals, 0, "{stats:?}");
     assert!(stats.idle_slot_reset_bytes > 0, "{stats:?}");
     assert!(stats.idle_slot_reset_bytes < RENEW_ABOVE_BYTES, "{stats:?}");
+    assert_eq!(exported("scriptbox_sandbox_pool_renewals_total"), 0.0);
+    let reset = exported("scriptbox_sandbox_idle_slot_reset_bytes");
+    assert!(reset > 0.0 && reset < RENEW_ABOVE_BYTES as f64, "{reset}");
 
     // Runaway recursions, four at a time (the pool's size), a few rounds.
     for _ in 0..3 {
@@ -300,6 +314,9 @@ async fn slots_worn_by_a_runaway_recursion_are_renewed() {
     assert_eq!(stats.renewals, 1, "{stats:?}");
     assert!(stats.idle_slot_reset_bytes < RENEW_ABOVE_BYTES, "{stats:?}");
     assert_eq!(stats.in_use, 0, "{stats:?}");
+    assert_eq!(exported("scriptbox_sandbox_pool_renewals_total"), 1.0);
+    // Rendering again does not count the renewal twice.
+    assert_eq!(exported("scriptbox_sandbox_pool_renewals_total"), 1.0);
 }
 
 #[tokio::test]
