@@ -57,8 +57,8 @@ struct Engine {
 /// headers. Made once at build time and kept alive: the property names
 /// (atoms) and the chain of shapes QuickJS makes as properties are added
 /// are then in the snapshot, and a run building an object with the same
-/// keys in the same order finds each shape instead of allocating and
-/// hashing a new one (about 2,000 fuel per key). Objects with other keys
+/// keys in the same order finds each atom and shape instead of making new
+/// ones (about 360 of the 2,000 fuel a key costs). Objects with other keys
 /// work as before.
 const SHAPES: &str = r#"[
     {"scriptId":"","executionId":"","tenantId":"","trigger":"","attempt":0,"env":{},"cron":""},
