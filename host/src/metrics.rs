@@ -44,6 +44,9 @@ pub struct RunMetrics {
     pool_in_use: IntGauge,
     pool_wait: Histogram,
     pool_renewals: IntCounter,
+    /// Held while `pool_renewals` catches up with the pool's count, so two
+    /// renders at once do not both add the same renewals.
+    pool_renewals_sync: std::sync::Arc<std::sync::Mutex<()>>,
     pool_idle_slot_reset: IntGauge,
     api_calls: IntCounterVec,
     api_duration: HistogramVec,
@@ -110,6 +113,7 @@ impl RunMetrics {
                 "Times the sandbox pool replaced its engine because idle slots reset too much at teardown",
             )
             .expect("valid metric"),
+            pool_renewals_sync: Default::default(),
             pool_idle_slot_reset: IntGauge::new(
                 "scriptbox_sandbox_idle_slot_reset_bytes",
                 "What an idle sandbox slot resets at each teardown, on average",
@@ -438,6 +442,7 @@ impl Metrics {
             let stats = sandbox.pool_stats();
             self.runs.pool_size.set((stats.ready + stats.in_use) as i64);
             self.runs.pool_in_use.set(stats.in_use as i64);
+            let _sync = self.runs.pool_renewals_sync.lock().expect("not poisoned");
             let renewals = self.runs.pool_renewals.get();
             self.runs
                 .pool_renewals
