@@ -78,6 +78,17 @@ fn start_sandbox() -> Result<Sandbox> {
     )
 }
 
+/// The pool in one shard shared by every worker thread, as it was before
+/// it had one per thread: the comparison the throughput part prints.
+fn start_shared_sandbox() -> Result<Sandbox> {
+    Sandbox::start_sharded(
+        bench_config(),
+        FetchConfig::default(),
+        Arc::new(MemoryKv::default()),
+        1,
+    )
+}
+
 fn request(n: u64, limits: RunLimits) -> RunRequest {
     RunRequest {
         tenant: "bench".into(),
@@ -138,9 +149,13 @@ fn sandbox_latency(runs: usize) -> Result<Latency> {
 }
 
 /// Runs from several concurrent tasks for a fixed time on `threads` workers.
-fn sandbox_throughput(threads: usize) -> Result<f64> {
+fn sandbox_throughput(threads: usize, shared: bool) -> Result<f64> {
     runtime(threads).block_on(async {
-        let sandbox = start_sandbox()?;
+        let sandbox = if shared {
+            start_shared_sandbox()?
+        } else {
+            start_sandbox()?
+        };
         let bytecode: Arc<Bytecode> = sandbox.compile(TRIVIAL).await?;
         runs_per_second(&sandbox, &bytecode, threads * TASKS_PER_THREAD).await
     })
@@ -327,7 +342,7 @@ fn wanted(part: &str) -> bool {
 
 fn main() -> Result<()> {
     if std::env::var_os(CHILD).is_some() {
-        println!("{}", sandbox_throughput(1)?);
+        println!("{}", sandbox_throughput(1, false)?);
         return Ok(());
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not run us.
@@ -389,8 +404,9 @@ fn latency_part(runs: usize) -> Result<()> {
 }
 
 fn throughput_part() -> Result<()> {
-    let one = sandbox_throughput(1)?;
-    let two = sandbox_throughput(2)?;
+    let one = sandbox_throughput(1, false)?;
+    let two = sandbox_throughput(2, false)?;
+    let shared = sandbox_throughput(2, true)?;
     let copies = two_processes()?;
     println!(
         "throughput, {} s, 4 tasks per worker thread, each yielding between runs:",
@@ -400,6 +416,12 @@ fn throughput_part() -> Result<()> {
     println!(
         "  sandbox 2 threads  {two:>9.0} runs/s  ({:.2}x of 1 thread)",
         two / one
+    );
+    println!(
+        "  2 threads, one pool shard shared by both  {shared:>9.0} runs/s  ({:.2}x of 1 thread; \
+         the shard per thread gives {:.2}x this)",
+        shared / one,
+        two / shared
     );
     println!(
         "  two 1-thread processes at once, summed: {copies:>9.0} runs/s  ({:.2}x of 1 thread; \

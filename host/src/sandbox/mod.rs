@@ -436,7 +436,20 @@ impl Sandbox {
     /// Builds the engine, loads the guest and starts the pool. `db` backs
     /// `sdk.db`. Must be called inside a tokio runtime.
     pub fn start(config: SandboxConfig, fetch: FetchConfig, db: Arc<dyn KvStore>) -> Result<Self> {
-        Self::start_with(config, fetch, db, true)
+        Self::start_with(config, fetch, db, true, None)
+    }
+
+    /// [`Sandbox::start`] with the pool in `shards` shards instead of one
+    /// per worker thread of the current runtime. For measuring what the
+    /// shards change (`cargo bench --bench sandbox`), never for serving.
+    #[doc(hidden)]
+    pub fn start_sharded(
+        config: SandboxConfig,
+        fetch: FetchConfig,
+        db: Arc<dyn KvStore>,
+        shards: usize,
+    ) -> Result<Self> {
+        Self::start_with(config, fetch, db, true, Some(shards))
     }
 
     /// [`Sandbox::start`] with fuel metering off: runs have no CPU budget,
@@ -449,7 +462,7 @@ impl Sandbox {
         fetch: FetchConfig,
         db: Arc<dyn KvStore>,
     ) -> Result<Self> {
-        Self::start_with(config, fetch, db, false)
+        Self::start_with(config, fetch, db, false, None)
     }
 
     fn start_with(
@@ -457,6 +470,7 @@ impl Sandbox {
         fetch: FetchConfig,
         db: Arc<dyn KvStore>,
         meter_fuel: bool,
+        shards: Option<usize>,
     ) -> Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
         let limits = engine::EngineLimits {
@@ -480,13 +494,20 @@ impl Sandbox {
             db,
             cache: kv::TenantCache::new(config.cache_max_bytes),
         });
+        // One shard per thread that runs scripts (pool.rs says why).
+        let shards = shards.unwrap_or_else(|| {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_workers()
+                .min(pool::MAX_SHARDS)
+        });
         let pool = SandboxPool::start(
             factory,
             services,
             (config.max_memory_mb as usize) << 20,
             meter_fuel,
-            config.pool_min,
-            config.pool_max,
+            (config.pool_min, config.pool_max),
+            shards,
         )?;
         Ok(Self {
             pool,

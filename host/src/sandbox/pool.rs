@@ -11,6 +11,17 @@
 //! threads (on a teardown thread of the pool's own when there is no
 //! runtime), so tearing down memory is off the run's critical path.
 //!
+//! The pool is split into shards, one per worker thread of the runtime it
+//! starts in, each with its own engine (and so its own memory slots), ready
+//! list and refill task. A run takes an instance from the shard of the
+//! thread it runs on; that shard's refill task is woken, and the teardown
+//! spawned, from the same thread, and tokio runs them there unless another
+//! worker is idle. So an instance is made, run and torn down, and its slot's
+//! memory reset and reused, on one core: shared by two threads, the same
+//! pages moved between the cores' caches on every run (docs/architecture.md,
+//! "Shards"). A thread whose shard has nothing ready takes an instance from
+//! another shard before making one.
+//!
 //! Tearing an instance down resets every page its memory slot has ever had
 //! written, not only the pages of the last run (wasmtime's PAGEMAP_SCAN
 //! reset finds pages that are no longer the image's; a page it copies back
@@ -23,7 +34,8 @@
 //! engine whose slots hold nothing yet, and the old engine, with its slots,
 //! is freed when its last instance is (docs/architecture.md, "Worn slots").
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::{Duration, Instant};
 
@@ -45,6 +57,14 @@ pub enum Purpose {
     Run,
     Compile,
 }
+
+/// Most shards a pool is split into, whatever the number of worker threads:
+/// each has an engine of its own, with the compiled guest and a full set of
+/// slots' address space.
+pub const MAX_SHARDS: usize = 8;
+
+/// The next pool's id.
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(0);
 
 /// How often the ready target follows demand.
 const ADAPT_EVERY: Duration = Duration::from_secs(1);
@@ -86,9 +106,20 @@ impl Generation {
     /// What the engine's idle memory slots reset per teardown, on average
     /// (`None` with no idle slot).
     fn idle_slot_reset_bytes(&self) -> Option<usize> {
-        let metrics = self.engine.pooling_allocator_metrics()?;
-        let idle = metrics.unused_warm_memories() as usize;
-        (idle > 0).then(|| metrics.unused_memory_bytes_resident() / idle)
+        let (resident, idle) = self.idle_slots();
+        (idle > 0).then(|| resident / idle)
+    }
+
+    /// The bytes its idle memory slots keep resident (what their next
+    /// teardowns reset), and how many idle slots there are.
+    fn idle_slots(&self) -> (usize, usize) {
+        match self.engine.pooling_allocator_metrics() {
+            Some(metrics) => (
+                metrics.unused_memory_bytes_resident(),
+                metrics.unused_warm_memories() as usize,
+            ),
+            None => (0, 0),
+        }
     }
 }
 
@@ -111,26 +142,45 @@ pub struct PoolStats {
     pub max: usize,
     /// Runs that found no instance ready and waited for one to be made.
     pub misses: usize,
-    /// Times the engine was renewed because its slots were worn.
+    /// Runs that found none ready in their own thread's shard and took one
+    /// from another shard's.
+    pub borrowed: usize,
+    /// Shards: one per worker thread of the runtime the pool started in.
+    pub shards: usize,
+    /// Times an engine was renewed because its slots were worn.
     pub renewals: usize,
-    /// What the current engine's idle memory slots reset per teardown, on
+    /// What the current engines' idle memory slots reset per teardown, on
     /// average (0 with no idle slot).
     pub idle_slot_reset_bytes: usize,
 }
 
 pub struct SandboxPool {
     factory: EngineFactory,
-    // A std Mutex: held only to clone or swap the Arc.
-    generation: Mutex<Arc<Generation>>,
-    renewals: AtomicUsize,
     services: Arc<HostServices>,
     max_memory_bytes: usize,
     /// Whether the engine meters fuel (see `EngineLimits::meter_fuel`).
     meter_fuel: bool,
-    min: usize,
     max: usize,
     permits: Arc<Semaphore>,
     compile_permits: Arc<Semaphore>,
+    shards: Vec<Shard>,
+    /// Tells this pool from others in a thread's cache of its shard (ids
+    /// are never reused, unlike addresses).
+    id: u64,
+    /// Threads that have leased from this pool: the next one's shard.
+    threads: AtomicUsize,
+    borrowed: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+    teardown: Mutex<mpsc::Sender<Retired>>,
+}
+
+/// The instances of one worker thread: its engine, the ones ready and how
+/// many to keep ready. Counts are of the runs leased by its thread.
+struct Shard {
+    // A std Mutex: held only to clone or swap the Arc.
+    generation: Mutex<Arc<Generation>>,
+    renewals: AtomicUsize,
+    min: usize,
     // A std Mutex: it is held only to push or pop, never across an await.
     ready: Mutex<Vec<Ready>>,
     target: AtomicUsize,
@@ -138,8 +188,19 @@ pub struct SandboxPool {
     peak_in_use: AtomicUsize,
     misses: AtomicUsize,
     refill: Arc<Notify>,
-    last_error: Mutex<Option<String>>,
-    teardown: Mutex<mpsc::Sender<Retired>>,
+}
+
+impl Shard {
+    fn generation(&self) -> Arc<Generation> {
+        self.generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn lock_ready(&self) -> std::sync::MutexGuard<'_, Vec<Ready>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// An instance on its way to be dropped, with the permit of the run that used
@@ -155,6 +216,8 @@ struct Retired {
 pub struct Lease {
     ready: Option<Ready>,
     pool: Arc<SandboxPool>,
+    /// The shard whose thread leased it (it counts the lease as in use).
+    shard: usize,
     permit: Option<OwnedSemaphorePermit>,
     /// How long the run waited for a permit and an instance.
     pub waited: Duration,
@@ -169,7 +232,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
+        self.pool.shards[self.shard]
+            .in_use
+            .fetch_sub(1, Ordering::Relaxed);
         if let Some(ready) = self.ready.take() {
             self.pool.retire(ready.store, self.permit.take());
         }
@@ -177,20 +242,39 @@ impl Drop for Lease {
 }
 
 impl SandboxPool {
-    /// Prepares the component (`InstancePre`, once) and starts the task that
-    /// keeps instances ready. Must be called inside a tokio runtime.
+    /// Builds `shards` engines, prepares the component in each
+    /// (`InstancePre`, once) and starts the tasks that keep instances ready.
+    /// `min` is split between the shards. Must be called inside a tokio
+    /// runtime.
     pub fn start(
         factory: EngineFactory,
         services: Arc<HostServices>,
         max_memory_bytes: usize,
         meter_fuel: bool,
-        min: usize,
-        max: usize,
+        (min, max): (usize, usize),
+        shards: usize,
     ) -> Result<Arc<Self>> {
         let max = max.max(1);
         let min = min.min(max);
-        let (engine, component) = factory()?;
-        let generation = Generation::new(engine, &component)?;
+        let count = shards.max(1);
+        let shards = (0..count)
+            .map(|_| {
+                let (engine, component) = factory()?;
+                let generation = Generation::new(engine, &component)?;
+                let min = min.div_ceil(count);
+                Ok(Shard {
+                    generation: Mutex::new(Arc::new(generation)),
+                    renewals: AtomicUsize::new(0),
+                    min,
+                    ready: Mutex::new(Vec::with_capacity(max)),
+                    target: AtomicUsize::new(min.max(1)),
+                    in_use: AtomicUsize::new(0),
+                    peak_in_use: AtomicUsize::new(0),
+                    misses: AtomicUsize::new(0),
+                    refill: Arc::new(Notify::new()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
 
         let (teardown, retired) = mpsc::channel::<Retired>();
         std::thread::Builder::new()
@@ -204,30 +288,31 @@ impl SandboxPool {
 
         let pool = Arc::new(Self {
             factory,
-            generation: Mutex::new(Arc::new(generation)),
-            renewals: AtomicUsize::new(0),
             services,
             max_memory_bytes,
             meter_fuel,
-            min,
             max,
             permits: Arc::new(Semaphore::new(max)),
             compile_permits: Arc::new(Semaphore::new(COMPILE_SLOTS)),
-            ready: Mutex::new(Vec::with_capacity(max)),
-            target: AtomicUsize::new(min.max(1)),
-            in_use: AtomicUsize::new(0),
-            peak_in_use: AtomicUsize::new(0),
-            misses: AtomicUsize::new(0),
-            refill: Arc::new(Notify::new()),
+            shards,
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            threads: AtomicUsize::new(0),
+            borrowed: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             teardown: Mutex::new(teardown),
         });
-        tokio::spawn(keep_ready(Arc::downgrade(&pool), pool.refill.clone()));
+        for (index, shard) in pool.shards.iter().enumerate() {
+            tokio::spawn(keep_ready(
+                Arc::downgrade(&pool),
+                index,
+                shard.refill.clone(),
+            ));
+        }
         Ok(pool)
     }
 
-    /// Waits for a permit of `purpose`, then takes a ready instance (or
-    /// makes one).
+    /// Waits for a permit of `purpose`, then takes a ready instance from the
+    /// calling thread's shard (or another's, or makes one).
     pub async fn lease(self: &Arc<Self>, purpose: Purpose) -> Result<Lease> {
         let started = Instant::now();
         let permits = match purpose {
@@ -239,59 +324,100 @@ impl SandboxPool {
             .acquire_owned()
             .await
             .context("the sandbox pool is closed")?;
-        let in_use = self.in_use.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak_in_use.fetch_max(in_use, Ordering::Relaxed);
-        let ready = self.lock_ready().pop();
+        let home = self.home_shard();
+        let shard = &self.shards[home];
+        let in_use = shard.in_use.fetch_add(1, Ordering::Relaxed) + 1;
+        shard.peak_in_use.fetch_max(in_use, Ordering::Relaxed);
+        let ready = shard.lock_ready().pop();
         let ready = match ready {
             Some(ready) => ready,
             None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                let doubled = (self.target.load(Ordering::Relaxed) * 2).clamp(1, self.max);
-                self.target.fetch_max(doubled, Ordering::Relaxed);
-                match self.instantiate().await {
-                    Ok(ready) => ready,
-                    Err(error) => {
-                        self.in_use.fetch_sub(1, Ordering::Relaxed);
-                        return Err(error);
+                let doubled = (shard.target.load(Ordering::Relaxed) * 2).clamp(1, self.max);
+                shard.target.fetch_max(doubled, Ordering::Relaxed);
+                match self.borrow(home) {
+                    Some(ready) => ready,
+                    None => {
+                        shard.misses.fetch_add(1, Ordering::Relaxed);
+                        match self.instantiate(home).await {
+                            Ok(ready) => ready,
+                            Err(error) => {
+                                shard.in_use.fetch_sub(1, Ordering::Relaxed);
+                                return Err(error);
+                            }
+                        }
                     }
                 }
             }
         };
-        self.refill.notify_one();
+        // The refill task wakes on this thread, so it makes the next
+        // instance here too.
+        shard.refill.notify_one();
         Ok(Lease {
             ready: Some(ready),
             pool: self.clone(),
+            shard: home,
             permit: Some(permit),
             waited: started.elapsed(),
         })
     }
 
+    /// The calling thread's shard: threads take the shards in turn, in the
+    /// order of their first lease, so the worker threads of a runtime (the
+    /// threads that run scripts when serving) each have one of their own.
+    fn home_shard(&self) -> usize {
+        thread_local! {
+            /// The last pool this thread leased from, and its shard there.
+            static HOME: Cell<Option<(u64, usize)>> = const { Cell::new(None) };
+        }
+        HOME.with(|home| match home.get() {
+            Some((pool, shard)) if pool == self.id => shard,
+            _ => {
+                let shard = self.threads.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+                home.set(Some((self.id, shard)));
+                shard
+            }
+        })
+    }
+
+    /// A ready instance of another shard than `home`, if one has any.
+    fn borrow(&self, home: usize) -> Option<Ready> {
+        let count = self.shards.len();
+        let ready = (1..count)
+            .map(|step| &self.shards[(home + step) % count])
+            .find_map(|other| other.lock_ready().pop())?;
+        self.borrowed.fetch_add(1, Ordering::Relaxed);
+        Some(ready)
+    }
+
+    /// The shards' figures, summed.
     pub fn stats(&self) -> PoolStats {
+        let sum = |count: fn(&Shard) -> usize| self.shards.iter().map(count).sum::<usize>();
+        let (resident, idle) = self
+            .shards
+            .iter()
+            .map(|shard| shard.generation().idle_slots())
+            .fold((0, 0), |(r, i), (resident, idle)| (r + resident, i + idle));
         PoolStats {
-            ready: self.lock_ready().len(),
-            in_use: self.in_use.load(Ordering::Relaxed),
-            target: self.target.load(Ordering::Relaxed),
+            ready: sum(|shard| shard.lock_ready().len()),
+            in_use: sum(|shard| shard.in_use.load(Ordering::Relaxed)),
+            target: sum(|shard| shard.target.load(Ordering::Relaxed)),
             max: self.max,
-            misses: self.misses.load(Ordering::Relaxed),
-            renewals: self.renewals.load(Ordering::Relaxed),
-            idle_slot_reset_bytes: self.generation().idle_slot_reset_bytes().unwrap_or(0),
+            misses: sum(|shard| shard.misses.load(Ordering::Relaxed)),
+            borrowed: self.borrowed.load(Ordering::Relaxed),
+            shards: self.shards.len(),
+            renewals: sum(|shard| shard.renewals.load(Ordering::Relaxed)),
+            idle_slot_reset_bytes: resident.checked_div(idle).unwrap_or(0),
         }
     }
 
-    fn generation(&self) -> Arc<Generation> {
-        self.generation
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Renews the engine when its idle slots have come to reset more than
-    /// [`RENEW_ABOVE_BYTES`] per teardown, at most every
-    /// [`RENEW_AT_MOST_EVERY`] (`last_renewal` is the pool task's own).
+    /// Renews a shard's engine when its idle slots have come to reset more
+    /// than [`RENEW_ABOVE_BYTES`] per teardown, at most every
+    /// [`RENEW_AT_MOST_EVERY`] (`last_renewal` is the shard task's own).
     /// Instances already made from the old engine finish their runs; the
     /// ready ones are dropped.
-    async fn renew_if_worn(&self, last_renewal: &mut Option<Instant>) {
-        let Some(per_slot) = self.generation().idle_slot_reset_bytes() else {
+    async fn renew_if_worn(&self, index: usize, last_renewal: &mut Option<Instant>) {
+        let shard = &self.shards[index];
+        let Some(per_slot) = shard.generation().idle_slot_reset_bytes() else {
             return;
         };
         if per_slot <= RENEW_ABOVE_BYTES {
@@ -320,13 +446,14 @@ impl SandboxPool {
                 return;
             }
         };
-        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(generation);
-        let stale: Vec<Ready> = self.lock_ready().drain(..).collect();
+        *shard.generation.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(generation);
+        let stale: Vec<Ready> = shard.lock_ready().drain(..).collect();
         for ready in stale {
             self.retire(ready.store, None);
         }
-        self.renewals.fetch_add(1, Ordering::Relaxed);
+        shard.renewals.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
+            shard = index,
             idle_slot_reset_bytes = per_slot,
             "renewed the sandbox engine: its idle slots reset more than {} KiB per teardown",
             RENEW_ABOVE_BYTES >> 10
@@ -341,9 +468,10 @@ impl SandboxPool {
             .clone()
     }
 
-    async fn instantiate(&self) -> Result<Ready> {
+    /// Makes an instance from shard `index`'s engine.
+    async fn instantiate(&self, index: usize) -> Result<Ready> {
         let state = HostState::new(self.services.clone(), self.max_memory_bytes);
-        let generation = self.generation();
+        let generation = self.shards[index].generation();
         let mut store = Store::new(&generation.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Instantiation may run guest code (none today: the module has no
@@ -368,10 +496,6 @@ impl SandboxPool {
         }
     }
 
-    fn lock_ready(&self) -> std::sync::MutexGuard<'_, Vec<Ready>> {
-        self.ready.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Tears an instance down after its run has answered: as a task on the
     /// async runtime when there is one, so teardowns spread over all worker
     /// threads (one teardown thread capped throughput at what one core can
@@ -392,22 +516,24 @@ impl SandboxPool {
         }
     }
 
-    /// Follows demand: the peak in use over the last period, plus half again.
-    fn adapt(&self) {
-        let peak = self
+    /// Follows a shard's demand: the peak in use over the last period, plus
+    /// half again.
+    fn adapt(&self, index: usize) {
+        let shard = &self.shards[index];
+        let peak = shard
             .peak_in_use
-            .swap(self.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
-        let wanted = (peak + peak.div_ceil(2)).clamp(self.min.max(1), self.max);
-        let current = self.target.load(Ordering::Relaxed);
+            .swap(shard.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+        let wanted = (peak + peak.div_ceil(2)).clamp(shard.min.max(1), self.max);
+        let current = shard.target.load(Ordering::Relaxed);
         // Shrink gently (halfway) so a brief lull does not empty the pool.
         let next = if wanted < current {
             wanted.max(current / 2)
         } else {
             wanted
         };
-        self.target.store(next, Ordering::Relaxed);
+        shard.target.store(next, Ordering::Relaxed);
         let surplus: Vec<Ready> = {
-            let mut ready = self.lock_ready();
+            let mut ready = shard.lock_ready();
             let keep = ready.len().min(next);
             ready.drain(keep..).collect()
         };
@@ -417,22 +543,23 @@ impl SandboxPool {
     }
 }
 
-/// The pool's background task: refill to the target whenever a lease takes
+/// A shard's background task: refill to the target whenever a lease takes
 /// an instance, and adapt the target once a period. Ends with the pool.
-async fn keep_ready(pool: Weak<SandboxPool>, refill: Arc<Notify>) {
+async fn keep_ready(pool: Weak<SandboxPool>, index: usize, refill: Arc<Notify>) {
     let mut next_adapt = Instant::now() + ADAPT_EVERY;
     let mut last_renewal = None;
     loop {
         {
             let Some(pool) = pool.upgrade() else { return };
+            let shard = &pool.shards[index];
             if Instant::now() >= next_adapt {
-                pool.adapt();
-                pool.renew_if_worn(&mut last_renewal).await;
+                pool.adapt(index);
+                pool.renew_if_worn(index, &mut last_renewal).await;
                 next_adapt = Instant::now() + ADAPT_EVERY;
             }
-            while pool.lock_ready().len() < pool.target.load(Ordering::Relaxed) {
-                match pool.instantiate().await {
-                    Ok(ready) => pool.lock_ready().push(ready),
+            while shard.lock_ready().len() < shard.target.load(Ordering::Relaxed) {
+                match pool.instantiate(index).await {
+                    Ok(ready) => shard.lock_ready().push(ready),
                     Err(error) => {
                         tracing::error!(
                             error = format!("{error:#}"),
@@ -448,5 +575,136 @@ async fn keep_ready(pool: Weak<SandboxPool>, refill: Arc<Notify>) {
             refill.notified(),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+    use std::time::{Duration, Instant};
+
+    use super::{Ready, SandboxPool};
+    use crate::sandbox::{FetchConfig, MemoryKv, RunRequest, Sandbox, SandboxConfig};
+
+    const DOUBLE: &str = "export default (input) => input.n * 2";
+
+    fn sharded(shards: usize) -> Sandbox {
+        let config = SandboxConfig {
+            pool_min: 4,
+            pool_max: 4,
+            ..SandboxConfig::default()
+        };
+        let db = Arc::new(MemoryKv::default());
+        Sandbox::start_sharded(config, FetchConfig::default(), db, shards).expect("starts")
+    }
+
+    fn request(sandbox: &Sandbox, n: u64) -> RunRequest {
+        RunRequest {
+            tenant: "t1".into(),
+            input: format!("{{\"n\":{n}}}"),
+            context: "{}".into(),
+            limits: sandbox.config().default_limits(),
+        }
+    }
+
+    /// Waits until every shard has as many instances ready as it aims for.
+    async fn filled(sandbox: &Sandbox) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sandbox.pool_stats().ready < sandbox.pool_stats().target {
+            assert!(Instant::now() < deadline, "{:?}", sandbox.pool_stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Takes the ready instances of `shard` away (torn down as usual).
+    fn empty(pool: &SandboxPool, shard: usize) {
+        let taken: Vec<Ready> = pool.shards[shard].lock_ready().drain(..).collect();
+        for ready in taken {
+            pool.retire(ready.store, None);
+        }
+    }
+
+    /// On a runtime of one thread the refill tasks run only when the test
+    /// awaits something pending, so between emptying shards and leasing,
+    /// nothing refills them.
+    #[tokio::test]
+    async fn a_thread_borrows_from_another_shard_before_making_an_instance() {
+        let sandbox = sharded(2);
+        let bytecode = sandbox.compile(DOUBLE).await.unwrap();
+        filled(&sandbox).await;
+        let pool = sandbox.pool.clone();
+        let home = pool.home_shard();
+        assert_eq!(sandbox.pool_stats().shards, 2);
+        let (borrowed, misses) = (pool.stats().borrowed, pool.stats().misses);
+
+        empty(&pool, home);
+        let outcome = sandbox.run(&bytecode, request(&sandbox, 21)).await;
+        assert_eq!(outcome.result.unwrap().output, "42");
+        let stats = pool.stats();
+        assert_eq!(stats.borrowed, borrowed + 1, "{stats:?}");
+        assert_eq!(stats.misses, misses, "{stats:?}");
+        // Its own shard, found empty, aims for more.
+        assert!(pool.shards[home].target.load(super::Ordering::Relaxed) >= 2);
+
+        filled(&sandbox).await;
+        empty(&pool, 0);
+        empty(&pool, 1);
+        let outcome = sandbox.run(&bytecode, request(&sandbox, 5)).await;
+        assert_eq!(outcome.result.unwrap().output, "10");
+        let stats = pool.stats();
+        assert_eq!(stats.borrowed, borrowed + 1, "{stats:?}");
+        assert_eq!(stats.misses, misses + 1, "{stats:?}");
+        assert_eq!(stats.in_use, 0, "{stats:?}");
+    }
+
+    /// Two worker threads get a shard each and keep it.
+    #[test]
+    fn worker_threads_each_have_a_shard_of_their_own() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let sandbox = Sandbox::start(
+                SandboxConfig::default(),
+                FetchConfig::default(),
+                Arc::new(MemoryKv::default()),
+            )
+            .unwrap();
+            assert_eq!(sandbox.pool_stats().shards, 2);
+            let bytecode = sandbox.compile(DOUBLE).await.unwrap();
+            // Each task blocks its worker until the other has started, so
+            // the two run on different threads; each runs a script and
+            // reports its thread's shard before and after.
+            let both = Arc::new(Barrier::new(2));
+            let tasks: Vec<_> = (0..2u64)
+                .map(|n| {
+                    let (sandbox, bytecode, both) =
+                        (sandbox.clone(), bytecode.clone(), both.clone());
+                    tokio::spawn(async move {
+                        both.wait();
+                        let before = sandbox.pool.home_shard();
+                        let outcome = sandbox.run(&bytecode, request(&sandbox, n)).await;
+                        assert_eq!(outcome.result.unwrap().output, (n * 2).to_string());
+                        (
+                            std::thread::current().id(),
+                            before,
+                            sandbox.pool.home_shard(),
+                        )
+                    })
+                })
+                .collect();
+            let mut seen = Vec::new();
+            for task in tasks {
+                seen.push(task.await.unwrap());
+            }
+            assert_ne!(seen[0].0, seen[1].0, "{seen:?}");
+            assert_ne!(seen[0].1, seen[1].1, "{seen:?}");
+            assert!(
+                seen.iter().all(|(_, before, after)| before == after),
+                "{seen:?}"
+            );
+        });
     }
 }
