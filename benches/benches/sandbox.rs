@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use scriptbox::sandbox::{
-    Bytecode, ErrorKind, FetchConfig, MemoryKv, RunLimits, RunRequest, Sandbox, SandboxConfig,
+    Bytecode, ErrorKind, FetchConfig, MemoryKv, RunContext, RunLimits, RunRequest, Sandbox,
+    SandboxConfig,
 };
 
 const TRIVIAL: &str = "export default (input) => ({ ok: true, n: input.n + 1 })";
@@ -89,13 +90,18 @@ fn start_shared_sandbox() -> Result<Sandbox> {
     )
 }
 
+/// A manual run's request, with the `ctx` the server would send.
 fn request(n: u64, limits: RunLimits) -> RunRequest {
-    RunRequest {
-        tenant: "bench".into(),
-        input: format!("{{\"n\":{n}}}"),
-        context: "{\"trigger\":\"manual\"}".into(),
-        limits,
-    }
+    let context = RunContext {
+        script_id: "01JBENCHSCRIPT0000000000000".into(),
+        execution_id: format!("01JBENCHEXEC{n:015}"),
+        tenant_id: "bench".into(),
+        trigger: "manual",
+        attempt: 0,
+        env: Default::default(),
+        cron: None,
+    };
+    RunRequest::new(&context, format!("{{\"n\":{n}}}"), limits)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -127,8 +133,9 @@ fn sandbox_latency(runs: usize) -> Result<Latency> {
         let mut fuel = 0;
         let started = Instant::now();
         for n in 0..runs as u64 {
+            let request = request(n, limits);
             let t0 = Instant::now();
-            let outcome = sandbox.run(&bytecode, request(n, limits)).await;
+            let outcome = sandbox.run(&bytecode, request).await;
             samples.push(t0.elapsed().as_secs_f64() * 1e6);
             fuel = outcome.usage.fuel_used;
             let success = outcome.result?;

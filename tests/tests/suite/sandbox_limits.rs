@@ -235,13 +235,20 @@ async fn deep_recursion_works_and_unbounded_recursion_is_a_stack_overflow() {
 /// every later teardown of its memory slot resets what it wrote: the pool
 /// renews its engine once its idle slots reset that much, and runs go on
 /// from the new engine, with bytecode compiled before. Small runs alone
-/// never renew it.
+/// never renew it. The pool has one shard here, shared by both threads, so
+/// exactly one engine is worn and renewed (each shard renews its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_worn_by_a_runaway_recursion_are_renewed() {
-    use scriptbox::sandbox::RENEW_ABOVE_BYTES;
+    use scriptbox::sandbox::{FetchConfig, MemoryKv, RENEW_ABOVE_BYTES, SandboxConfig};
     use std::time::{Duration, Instant};
 
-    let sandbox = sandbox();
+    let config = SandboxConfig {
+        pool_min: 1,
+        pool_max: 4,
+        ..SandboxConfig::default()
+    };
+    let db = std::sync::Arc::new(MemoryKv::default());
+    let sandbox = Sandbox::start_sharded(config, FetchConfig::default(), db, 1).unwrap();
     let mut metrics = scriptbox::metrics::Metrics::new();
     metrics.attach_sandbox(&sandbox);
     // `/metrics` reports the same two figures as the pool.
