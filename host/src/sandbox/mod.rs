@@ -441,7 +441,8 @@ impl Sandbox {
 
     /// [`Sandbox::start`] with the pool in `shards` shards instead of one
     /// per worker thread of the current runtime. For measuring what the
-    /// shards change (`cargo bench --bench sandbox`), never for serving.
+    /// shards change (`cargo bench --bench sandbox`) and for tests that need
+    /// a fixed number of shards, never for serving.
     #[doc(hidden)]
     pub fn start_sharded(
         config: SandboxConfig,

@@ -328,25 +328,11 @@ impl SandboxPool {
         let shard = &self.shards[home];
         let in_use = shard.in_use.fetch_add(1, Ordering::Relaxed) + 1;
         shard.peak_in_use.fetch_max(in_use, Ordering::Relaxed);
-        let ready = shard.lock_ready().pop();
-        let ready = match ready {
-            Some(ready) => ready,
-            None => {
-                let doubled = (shard.target.load(Ordering::Relaxed) * 2).clamp(1, self.max);
-                shard.target.fetch_max(doubled, Ordering::Relaxed);
-                match self.borrow(home) {
-                    Some(ready) => ready,
-                    None => {
-                        shard.misses.fetch_add(1, Ordering::Relaxed);
-                        match self.instantiate(home).await {
-                            Ok(ready) => ready,
-                            Err(error) => {
-                                shard.in_use.fetch_sub(1, Ordering::Relaxed);
-                                return Err(error);
-                            }
-                        }
-                    }
-                }
+        let ready = match self.take_or_make(home).await {
+            Ok(ready) => ready,
+            Err(error) => {
+                shard.in_use.fetch_sub(1, Ordering::Relaxed);
+                return Err(error);
             }
         };
         // The refill task wakes on this thread, so it makes the next
@@ -359,6 +345,23 @@ impl SandboxPool {
             permit: Some(permit),
             waited: started.elapsed(),
         })
+    }
+
+    /// An instance for a run on shard `home`'s thread: one of its own ready
+    /// ones, else another shard's, else a new one. Finding none of its own
+    /// doubles the shard's target.
+    async fn take_or_make(&self, home: usize) -> Result<Ready> {
+        let shard = &self.shards[home];
+        if let Some(ready) = shard.lock_ready().pop() {
+            return Ok(ready);
+        }
+        let doubled = (shard.target.load(Ordering::Relaxed) * 2).clamp(1, self.max);
+        shard.target.fetch_max(doubled, Ordering::Relaxed);
+        if let Some(ready) = self.borrow(home) {
+            return Ok(ready);
+        }
+        shard.misses.fetch_add(1, Ordering::Relaxed);
+        self.instantiate(home).await
     }
 
     /// The calling thread's shard: threads take the shards in turn, in the
