@@ -116,7 +116,7 @@ impl RunMetrics {
             pool_renewals_sync: Default::default(),
             pool_idle_slot_reset: IntGauge::new(
                 "scriptbox_sandbox_idle_slot_reset_bytes",
-                "What an idle sandbox slot resets at each teardown, on average",
+                "What an idle sandbox slot of the most worn pool shard resets at each teardown, on average",
             )
             .expect("valid metric"),
             api_calls: counter(

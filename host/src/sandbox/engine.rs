@@ -191,6 +191,38 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Without a cache directory the first engine compiles the guest and
+    /// keeps the result; a later engine of the same configuration (a pool
+    /// shard, a renewal) loads that instead of compiling again.
+    #[test]
+    fn without_a_cache_directory_later_engines_load_the_first_compilation() {
+        let limits = EngineLimits {
+            instance_slots: 1,
+            max_memory_mb: 16,
+            meter_fuel: true,
+        };
+        let loader = GuestLoader::new(None);
+        let first = build_engine(limits).unwrap();
+        let compiled = loader.load(&first).unwrap();
+        assert!(loader.compiled.get().is_some(), "the compilation is kept");
+
+        let second = build_engine(limits).unwrap();
+        let loaded = loader
+            .load(&second)
+            .expect("a second engine loads the kept code");
+        let exports = |component: &Component, engine: &Engine| {
+            let mut names: Vec<String> = component
+                .component_type()
+                .exports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(exports(&loaded, &second), exports(&compiled, &first));
+        assert!(!exports(&loaded, &second).is_empty());
+    }
+
     /// The guest asks nothing of the host but the world in `wit/`: no WASI
     /// (docs/guest.md, "No WASI").
     #[test]

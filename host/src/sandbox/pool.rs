@@ -103,23 +103,13 @@ impl Generation {
         Ok(Self { engine, pre })
     }
 
-    /// What the engine's idle memory slots reset per teardown, on average
-    /// (`None` with no idle slot).
+    /// What the engine's idle memory slots reset per teardown, on average:
+    /// the bytes they keep resident over how many there are (`None` with no
+    /// idle slot).
     fn idle_slot_reset_bytes(&self) -> Option<usize> {
-        let (resident, idle) = self.idle_slots();
-        (idle > 0).then(|| resident / idle)
-    }
-
-    /// The bytes its idle memory slots keep resident (what their next
-    /// teardowns reset), and how many idle slots there are.
-    fn idle_slots(&self) -> (usize, usize) {
-        match self.engine.pooling_allocator_metrics() {
-            Some(metrics) => (
-                metrics.unused_memory_bytes_resident(),
-                metrics.unused_warm_memories() as usize,
-            ),
-            None => (0, 0),
-        }
+        let metrics = self.engine.pooling_allocator_metrics()?;
+        let idle = metrics.unused_warm_memories() as usize;
+        (idle > 0).then(|| metrics.unused_memory_bytes_resident() / idle)
     }
 }
 
@@ -149,8 +139,9 @@ pub struct PoolStats {
     pub shards: usize,
     /// Times an engine was renewed because its slots were worn.
     pub renewals: usize,
-    /// What the current engines' idle memory slots reset per teardown, on
-    /// average (0 with no idle slot).
+    /// What the idle memory slots of the most worn shard's engine reset per
+    /// teardown, on average (0 with no idle slot): the figure each shard
+    /// compares with [`RENEW_ABOVE_BYTES`] on its own.
     pub idle_slot_reset_bytes: usize,
 }
 
@@ -395,11 +386,6 @@ impl SandboxPool {
     /// The shards' figures, summed.
     pub fn stats(&self) -> PoolStats {
         let sum = |count: fn(&Shard) -> usize| self.shards.iter().map(count).sum::<usize>();
-        let (resident, idle) = self
-            .shards
-            .iter()
-            .map(|shard| shard.generation().idle_slots())
-            .fold((0, 0), |(r, i), (resident, idle)| (r + resident, i + idle));
         PoolStats {
             ready: sum(|shard| shard.lock_ready().len()),
             in_use: sum(|shard| shard.in_use.load(Ordering::Relaxed)),
@@ -409,7 +395,12 @@ impl SandboxPool {
             borrowed: self.borrowed.load(Ordering::Relaxed),
             shards: self.shards.len(),
             renewals: sum(|shard| shard.renewals.load(Ordering::Relaxed)),
-            idle_slot_reset_bytes: resident.checked_div(idle).unwrap_or(0),
+            idle_slot_reset_bytes: self
+                .shards
+                .iter()
+                .filter_map(|shard| shard.generation().idle_slot_reset_bytes())
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -658,6 +649,70 @@ mod tests {
         assert_eq!(stats.borrowed, borrowed + 1, "{stats:?}");
         assert_eq!(stats.misses, misses + 1, "{stats:?}");
         assert_eq!(stats.in_use, 0, "{stats:?}");
+    }
+
+    /// Each shard renews its own engine: the shard whose slots runaway
+    /// recursions wore gets a fresh one, while another shard, whose idle
+    /// slot served only a small run, keeps its engine.
+    #[tokio::test]
+    async fn a_worn_shard_renews_its_own_engine_and_no_other() {
+        let sandbox = sharded(2);
+        let small = sandbox.compile(DOUBLE).await.unwrap();
+        let runaway = sandbox
+            .compile("function f(n) { return f(n + 1) + 1; } export default () => f(0)")
+            .await
+            .unwrap();
+        filled(&sandbox).await;
+        let pool = sandbox.pool.clone();
+        let home = pool.home_shard();
+        let other = 1 - home;
+        let engines = |pool: &SandboxPool| {
+            pool.shards
+                .iter()
+                .map(|s| s.generation())
+                .collect::<Vec<_>>()
+        };
+        let before = engines(&pool);
+
+        // A small run on an instance borrowed from the other shard leaves
+        // that shard an idle slot that is not worn.
+        empty(&pool, home);
+        let outcome = sandbox.run(&small, request(&sandbox, 1)).await;
+        assert_eq!(outcome.result.unwrap().output, "2");
+        assert_eq!(pool.stats().borrowed, 1, "{:?}", pool.stats());
+        // Runaway recursions on this thread's own instances wear its slots
+        // (enough of them that the worn outnumber the idle slots that are
+        // not, whichever slots the pool reuses).
+        for _ in 0..6 {
+            filled(&sandbox).await;
+            let outcome = sandbox.run(&runaway, request(&sandbox, 0)).await;
+            assert!(outcome.result.is_err(), "the recursion ends in an error");
+        }
+        assert_eq!(pool.stats().borrowed, 1, "{:?}", pool.stats());
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pool.shards[home].renewals.load(super::Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "never renewed: {:?}",
+                pool.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Past the other shard's next check too.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let after = engines(&pool);
+        assert!(!Arc::ptr_eq(&before[home], &after[home]));
+        assert!(Arc::ptr_eq(&before[other], &after[other]));
+        assert_eq!(
+            pool.shards[other].renewals.load(super::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(pool.stats().renewals, 1, "{:?}", pool.stats());
+        // The renewed shard serves from its new engine.
+        filled(&sandbox).await;
+        let outcome = sandbox.run(&small, request(&sandbox, 4)).await;
+        assert_eq!(outcome.result.unwrap().output, "8");
     }
 
     /// Two worker threads get a shard each and keep it.
