@@ -7,6 +7,7 @@
 //! are stored as milliseconds since the Unix epoch. Ids are UUIDv7, so
 //! ordering by id is ordering by creation and serves as the list cursor.
 
+mod checkpoints;
 mod executions;
 mod kv;
 mod nodes;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{PgPool, SqlitePool};
 
+pub use checkpoints::WalCheckpoints;
 pub use executions::{ExecutionFilter, ExecutionRecord, FinishedRun, NewExecution};
 pub use kv::DbKv;
 pub use nodes::Presence;

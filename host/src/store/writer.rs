@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoints::{Checkpoints, WalCheckpoints};
 use super::executions::{FinishedRun, NewExecution};
 use super::schedule::{RetryPolicy, follow_up};
 use super::{Db, StoreError, StoreResult, now_ms, on_pool, values_list, values_rows};
@@ -98,8 +99,15 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task on the current runtime.
     pub fn spawn(db: Db) -> Self {
+        Self::spawn_with(db, WalCheckpoints::default())
+    }
+
+    /// [`Self::spawn`] with other checkpoint thresholds (tests use small
+    /// ones).
+    #[doc(hidden)]
+    pub fn spawn_with(db: Db, wal: WalCheckpoints) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, receiver));
+        tokio::spawn(run(db, wal, receiver));
         Writer { queue }
     }
 
@@ -218,8 +226,9 @@ fn writer_gone() -> StoreError {
 
 /// The writer task: a batch of whatever is queued, one transaction, the
 /// replies; until every sender is gone.
-async fn run(db: Db, mut receiver: mpsc::Receiver<Queued>) {
+async fn run(db: Db, wal: WalCheckpoints, mut receiver: mpsc::Receiver<Queued>) {
     let mut own = OwnConnection::default();
+    let mut checkpoints = Checkpoints::new(wal);
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
@@ -227,6 +236,9 @@ async fn run(db: Db, mut receiver: mpsc::Receiver<Queued>) {
             Ok(results) => {
                 for (queued, result) in batch.drain(..).zip(results) {
                     let _ = queued.reply.send(result);
+                }
+                if let Db::Sqlite(pool) = &db {
+                    checkpoints.after_commit(pool, own.as_mut()).await;
                 }
             }
             Err(error) if batch.len() == 1 => {
@@ -563,7 +575,16 @@ async fn commit_inserts(
     }
     let conn = match own {
         Some(conn) => conn,
-        None => own.insert(pool.connect_options().connect().await?),
+        // Checkpoints run beside the writer's commits, not in them
+        // (`checkpoints.rs`).
+        None => own.insert(
+            pool.connect_options()
+                .as_ref()
+                .clone()
+                .pragma("wal_autocheckpoint", "0")
+                .connect()
+                .await?,
+        ),
     };
     if let Err(error) = query.execute(&mut *conn).await {
         if let Some(conn) = own.take() {

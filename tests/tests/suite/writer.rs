@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use scriptbox::model::{ExecutionId, ExecutionStatus, FailureKind, Trigger};
-use scriptbox::store::{DatabaseConfig, Db, FinishedRun, NewExecution, StoreError, Writer};
+use scriptbox::store::{
+    DatabaseConfig, Db, FinishedRun, NewExecution, StoreError, WalCheckpoints, Writer,
+};
+use scriptbox_tests::service::{Backend, fresh_database};
 
 scriptbox_tests::on_both_backends!(
     concurrent_writes_each_get_their_own_result,
@@ -217,4 +220,69 @@ async fn a_statement_the_server_refuses_is_not_an_outage(url: String) {
     let dropped: StoreError =
         sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)).into();
     assert!(dropped.is_unreachable());
+}
+
+/// How many pages the WAL file of a SQLite database holds after `runs`
+/// runs recorded at their end, one commit each, by a writer checkpointing
+/// with `policy`.
+async fn wal_pages_after(runs: usize, policy: WalCheckpoints) -> u64 {
+    let url = fresh_database(Backend::Sqlite).await.unwrap();
+    let db = open(&url).await;
+    let script = script(&db).await;
+    let writer = Writer::spawn_with(db.clone(), policy);
+    let mut ids = Vec::with_capacity(runs);
+    for n in 0..runs {
+        let new = new_run(&script, n);
+        ids.push(new.id.clone());
+        let now = scriptbox::store::now_ms();
+        let status = writer
+            .complete(new, now - 2, now - 1, finished(n))
+            .await
+            .unwrap();
+        assert_eq!(status, finished(n).status);
+    }
+    let path = format!("{}-wal", url.strip_prefix("sqlite://").unwrap());
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    // The runs are stored, whatever the checkpoints did.
+    for (n, id) in ids.iter().enumerate().step_by(100) {
+        let stored = db.execution(&script.tenant_id, id).await.unwrap();
+        assert_eq!(stored.input, format!("{{\"n\":{n}}}"));
+    }
+    bytes / 4096
+}
+
+/// A steady stream of commits: checkpoints beside the writer copy the WAL
+/// but never find it copied to its end, so SQLite never starts it over by
+/// itself; the writer's own pass does, and the WAL file stays near its
+/// threshold instead of holding every page written (docs/architecture.md,
+/// "Checkpoints").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_starts_over_under_steady_writes() {
+    let runs = 1_500;
+    let every = std::time::Duration::from_millis(10);
+    let never = wal_pages_after(
+        runs,
+        WalCheckpoints {
+            every,
+            restart_above_pages: i64::MAX,
+        },
+    )
+    .await;
+    let restarted = wal_pages_after(
+        runs,
+        WalCheckpoints {
+            every,
+            restart_above_pages: 256,
+        },
+    )
+    .await;
+    eprintln!("WAL pages: {never} without the writer's pass, {restarted} with it");
+    assert!(
+        never > 2_000,
+        "the stream wrote too little to tell: {never} pages"
+    );
+    assert!(
+        restarted < never / 2,
+        "{restarted} pages with the writer's pass, {never} without"
+    );
 }
