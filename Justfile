@@ -11,6 +11,7 @@ test:
 # Format check and clippy, as CI runs them.
 lint:
     cargo fmt --all -- --check
+    cargo fmt --manifest-path guest-js-engine/runtime/Cargo.toml -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Per-run latency and throughput of the sandbox against Node.js and native QuickJS.

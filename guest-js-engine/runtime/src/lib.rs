@@ -20,11 +20,10 @@ mod system;
 
 use std::cell::OnceCell;
 
-use javy::quickjs::{
-    Ctx, Error as JsError, Function, Module, Object, Persistent, Promise, Value,
-    WriteOptions,
-};
 use javy::quickjs::promise::PromiseState;
+use javy::quickjs::{
+    Ctx, Error as JsError, Function, Module, Object, Persistent, Promise, Value, WriteOptions,
+};
 use javy::{Config, Runtime};
 
 use exports::scriptbox::sandbox::engine::{
@@ -41,7 +40,6 @@ static ALLOCATOR: alloc::Allocator = alloc::Allocator::new();
 
 /// The name scripts are compiled under; syntax errors and stacks refer to it.
 const SCRIPT_NAME: &str = "script.js";
-
 
 struct Engine {
     runtime: Runtime,
@@ -84,7 +82,9 @@ fn build_engine() -> Engine {
         let install: Function = ctx
             .eval(include_str!("prelude.js"))
             .expect("prelude.js evaluates to a function");
-        let helpers: Object = install.call((host,)).expect("prelude.js installs the globals");
+        let helpers: Object = install
+            .call((host,))
+            .expect("prelude.js installs the globals");
         Persistent::save(&ctx, helpers)
     });
     let shapes = runtime.context().with(|ctx| {
@@ -364,8 +364,7 @@ fn run_error(ctx: &Ctx<'_>, error: JsError, kind: ErrorKind, context: &str) -> R
 
 /// Errors QuickJS raises for exhausted resources get their own kinds.
 fn classify(message: &str) -> Option<ErrorKind> {
-    if message.contains("stack overflow") || message.contains("Maximum call stack size exceeded")
-    {
+    if message.contains("stack overflow") || message.contains("Maximum call stack size exceeded") {
         Some(ErrorKind::StackOverflow)
     } else if message.ends_with("out of memory") {
         Some(ErrorKind::MemoryLimit)
@@ -376,10 +375,7 @@ fn classify(message: &str) -> Option<ErrorKind> {
 
 fn compile_error(ctx: &Ctx<'_>, error: JsError) -> CompileError {
     let (message, stack) = describe_exception(ctx, error);
-    let (line, column) = stack
-        .as_deref()
-        .and_then(location_in)
-        .unwrap_or((0, 0));
+    let (line, column) = stack.as_deref().and_then(location_in).unwrap_or((0, 0));
     CompileError {
         message,
         line,
