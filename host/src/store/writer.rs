@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoints::{Checkpoints, WalCheckpoints};
 use super::executions::{FinishedRun, NewExecution};
 use super::schedule::{RetryPolicy, follow_up};
-use super::{Db, StoreError, StoreResult, now_ms, on_pool, values_list, values_rows};
+use super::{Db, StoreError, StoreResult, now_ms, values_list, values_rows};
 use crate::model::{ExecutionId, ExecutionStatus, ScriptId};
 
 /// Writes waiting beyond this make callers wait to send (backpressure).
@@ -370,8 +370,8 @@ macro_rules! bind_row {
     }};
 }
 
-/// The writer's own SQLite connection for batches of new rows: opened on
-/// first use, closed after a failure. Always the same connection, so its
+/// The writer's own SQLite connection, for every batch: opened on first
+/// use, closed after a failure. Always the same connection, so its
 /// page cache and prepared statements stay valid from one batch to the
 /// next; in WAL mode a connection drops its page cache whenever another
 /// connection has written since its last transaction, which a pooled
@@ -429,90 +429,114 @@ async fn commit(
         sql.replace("{rows}", &values_rows(db, rows, columns))
     };
     let begin = db.begin_write();
-    on_pool!(db, pool => {
-        let mut tx = pool.begin_with(begin).await?;
-        // New rows first: a start or finish in the same batch may be for one.
-        for (chunk, sql) in inserts.chunks(ROWS_PER_INSERT).zip(&insert_sql) {
-            let mut query = sqlx::query(sql);
-            for write in chunk {
-                query = bind_row!(query, write);
+    // The batch's statements, in the transaction `$tx`: the same for both
+    // backends.
+    macro_rules! in_transaction {
+        ($tx:ident) => {{
+            // New rows first: a start or finish in the same batch may be for one.
+            for (chunk, sql) in inserts.chunks(ROWS_PER_INSERT).zip(&insert_sql) {
+                let mut query = sqlx::query(sql);
+                for write in chunk {
+                    query = bind_row!(query, write);
+                }
+                query.execute(&mut *$tx).await?;
             }
-            query.execute(&mut *tx).await?;
-        }
-        let mut started: HashSet<ExecutionId> = HashSet::new();
-        for chunk in starts.chunks(ROWS_PER_UPDATE) {
-            let sql = update_sql(chunk.len(), 2,
-                "UPDATE executions SET status = 'running', started_at = v.column2 \
-                 FROM (VALUES {rows}) AS v \
-                 WHERE executions.id = v.column1 AND executions.status = 'queued' RETURNING id");
-            let mut query = sqlx::query_as::<_, (ExecutionId,)>(&sql);
-            for (id, at) in chunk {
-                query = query.bind(*id).bind(*at);
+            let mut started: HashSet<ExecutionId> = HashSet::new();
+            for chunk in starts.chunks(ROWS_PER_UPDATE) {
+                let sql = update_sql(chunk.len(), 2,
+                    "UPDATE executions SET status = 'running', started_at = v.column2 \
+                     FROM (VALUES {rows}) AS v \
+                     WHERE executions.id = v.column1 AND executions.status = 'queued' RETURNING id");
+                let mut query = sqlx::query_as::<_, (ExecutionId,)>(&sql);
+                for (id, at) in chunk {
+                    query = query.bind(*id).bind(*at);
+                }
+                started.extend(query.fetch_all(&mut *$tx).await?.into_iter().map(|(id,)| id));
             }
-            started.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(id,)| id));
-        }
-        let mut followed: HashMap<usize, ExecutionStatus> = HashMap::new();
-        for (i, write) in writes.iter().enumerate() {
-            if let Write::Finish { id, retry: Some(policy), at, .. } = write
-                && follows_up(write)
-            {
-                followed.insert(i, follow_up!(&mut *tx, id, *at, policy));
+            let mut followed: HashMap<usize, ExecutionStatus> = HashMap::new();
+            for (i, write) in writes.iter().enumerate() {
+                if let Write::Finish { id, retry: Some(policy), at, .. } = write
+                    && follows_up(write)
+                {
+                    followed.insert(i, follow_up!(&mut *$tx, id, *at, policy));
+                }
             }
-        }
-        // Followed-up finishes are written with the plain ones, each with
-        // the status its follow-up chose.
-        let closing: Vec<(&Write, ExecutionStatus)> = writes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, w)| match w {
-                Write::Finish { run, .. } => Some((*w, followed.get(&i).copied().unwrap_or(run.status))),
-                _ => None,
-            })
-            .collect();
-        for chunk in closing.chunks(ROWS_PER_UPDATE) {
-            let sql = update_sql(chunk.len(), 13,
-                "UPDATE executions SET status = v.column2, output = v.column3, \
-                 error_type = v.column4, error_message = v.column5, error_stack = v.column6, \
-                 logs = v.column7, finished_at = v.column8, duration_ms = v.column9, \
-                 fuel_used = v.column10, memory_peak_bytes = v.column11, cpu_time_us = v.column12, \
-                 duration_us = v.column13 \
-                 FROM (VALUES {rows}) AS v \
-                 WHERE executions.id = v.column1 AND executions.status IN ('queued', 'running')");
-            let mut query = sqlx::query(&sql);
-            for (write, status) in chunk {
-                let Write::Finish { id, run, at, .. } = write else { unreachable!("finishes only") };
-                query = query
-                    .bind(id).bind(*status).bind(&run.output).bind(run.error_type)
-                    .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(*at)
-                    .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
-                    .bind(run.cpu_time_us).bind(run.duration_us);
+            // Followed-up finishes are written with the plain ones, each with
+            // the status its follow-up chose.
+            let closing: Vec<(&Write, ExecutionStatus)> = writes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| match w {
+                    Write::Finish { run, .. } => Some((*w, followed.get(&i).copied().unwrap_or(run.status))),
+                    _ => None,
+                })
+                .collect();
+            for chunk in closing.chunks(ROWS_PER_UPDATE) {
+                let sql = update_sql(chunk.len(), 13,
+                    "UPDATE executions SET status = v.column2, output = v.column3, \
+                     error_type = v.column4, error_message = v.column5, error_stack = v.column6, \
+                     logs = v.column7, finished_at = v.column8, duration_ms = v.column9, \
+                     fuel_used = v.column10, memory_peak_bytes = v.column11, cpu_time_us = v.column12, \
+                     duration_us = v.column13 \
+                     FROM (VALUES {rows}) AS v \
+                     WHERE executions.id = v.column1 AND executions.status IN ('queued', 'running')");
+                let mut query = sqlx::query(&sql);
+                for (write, status) in chunk {
+                    let Write::Finish { id, run, at, .. } = write else { unreachable!("finishes only") };
+                    query = query
+                        .bind(id).bind(*status).bind(&run.output).bind(run.error_type)
+                        .bind(&run.error_message).bind(&run.error_stack).bind(&run.logs).bind(*at)
+                        .bind(run.duration_ms).bind(run.fuel_used).bind(run.memory_peak_bytes)
+                        .bind(run.cpu_time_us).bind(run.duration_us);
+                }
+                query.execute(&mut *$tx).await?;
             }
-            query.execute(&mut *tx).await?;
-        }
-        for chunk in executed.chunks(ROWS_PER_UPDATE) {
-            let sql = update_sql(chunk.len(), 2,
-                "UPDATE scripts SET last_executed_at = v.column2 FROM (VALUES {rows}) AS v \
-                 WHERE scripts.id = v.column1 \
-                 AND (scripts.last_executed_at IS NULL OR scripts.last_executed_at < v.column2)");
-            let mut query = sqlx::query(&sql);
-            for (script, at) in chunk {
-                query = query.bind(*script).bind(*at);
+            for chunk in executed.chunks(ROWS_PER_UPDATE) {
+                let sql = update_sql(chunk.len(), 2,
+                    "UPDATE scripts SET last_executed_at = v.column2 FROM (VALUES {rows}) AS v \
+                     WHERE scripts.id = v.column1 \
+                     AND (scripts.last_executed_at IS NULL OR scripts.last_executed_at < v.column2)");
+                let mut query = sqlx::query(&sql);
+                for (script, at) in chunk {
+                    query = query.bind(*script).bind(*at);
+                }
+                query.execute(&mut *$tx).await?;
             }
-            query.execute(&mut *tx).await?;
+            $tx.commit().await?;
+            let results = writes
+                .iter()
+                .enumerate()
+                .map(|(i, write)| match write {
+                    Write::Open { .. } | Write::Complete { .. } => Ok(inserted_status(write)),
+                    Write::Start { id, .. } if started.contains(id) => Ok(ExecutionStatus::Running),
+                    Write::Start { .. } => Err(StoreError::NotFound),
+                    Write::Finish { run, .. } => Ok(followed.get(&i).copied().unwrap_or(run.status)),
+                })
+                .collect();
+            Ok(results)
+        }};
+    }
+    match db {
+        // On the writer's own connection, whose checkpoints are the
+        // writer's (`checkpoints.rs`); closed after a failure, which rolls
+        // back whatever it left open.
+        Db::Sqlite(pool) => {
+            let done: StoreResult<_> = async {
+                let conn = own_connection(pool, own).await?;
+                let mut tx = conn.begin_with(begin).await?;
+                in_transaction!(tx)
+            }
+            .await;
+            if done.is_err() {
+                close(own).await;
+            }
+            done
         }
-        tx.commit().await?;
-        let results = writes
-            .iter()
-            .enumerate()
-            .map(|(i, write)| match write {
-                Write::Open { .. } | Write::Complete { .. } => Ok(inserted_status(write)),
-                Write::Start { id, .. } if started.contains(id) => Ok(ExecutionStatus::Running),
-                Write::Start { .. } => Err(StoreError::NotFound),
-                Write::Finish { run, .. } => Ok(followed.get(&i).copied().unwrap_or(run.status)),
-            })
-            .collect();
-        Ok(results)
-    })
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin_with(begin).await?;
+            in_transaction!(tx)
+        }
+    }
 }
 
 /// The latest run each script in `writes` finished, for `last_executed_at`.
@@ -573,10 +597,22 @@ async fn commit_inserts(
     for (script, at) in &executed {
         query = query.bind(*script).bind(*at);
     }
-    let conn = match own {
+    let conn = own_connection(pool, own).await?;
+    if let Err(error) = query.execute(&mut *conn).await {
+        close(own).await;
+        return Err(error.into());
+    }
+    Ok(writes.iter().map(|w| Ok(inserted_status(w))).collect())
+}
+
+/// The writer's own connection, opened if need be. It does not checkpoint
+/// in its commits: checkpoints run beside them (`checkpoints.rs`).
+async fn own_connection<'a>(
+    pool: &sqlx::SqlitePool,
+    own: &'a mut OwnConnection,
+) -> StoreResult<&'a mut sqlx::SqliteConnection> {
+    Ok(match own {
         Some(conn) => conn,
-        // Checkpoints run beside the writer's commits, not in them
-        // (`checkpoints.rs`).
         None => own.insert(
             pool.connect_options()
                 .as_ref()
@@ -585,14 +621,15 @@ async fn commit_inserts(
                 .connect()
                 .await?,
         ),
-    };
-    if let Err(error) = query.execute(&mut *conn).await {
-        if let Some(conn) = own.take() {
-            let _ = conn.close().await;
-        }
-        return Err(error.into());
+    })
+}
+
+/// Closes the writer's own connection after a failure; the next batch
+/// opens another.
+async fn close(own: &mut OwnConnection) {
+    if let Some(conn) = own.take() {
+        let _ = conn.close().await;
     }
-    Ok(writes.iter().map(|w| Ok(inserted_status(w))).collect())
 }
 
 #[cfg(test)]
