@@ -51,8 +51,8 @@ impl Default for WalCheckpoints {
 /// The state of the writer's checkpoints.
 pub(super) struct Checkpoints {
     policy: WalCheckpoints,
-    /// The checkpoint running beside the writer: the WAL's length in pages
-    /// when it began.
+    /// The checkpoint running beside the writer; it ends with the WAL's
+    /// length in pages as it found it.
     running: Option<JoinHandle<Option<i64>>>,
     last: Option<Instant>,
 }
@@ -74,17 +74,18 @@ impl Checkpoints {
         pool: &SqlitePool,
         own: Option<&mut SqliteConnection>,
     ) {
-        if let Some(task) = &self.running {
-            if !task.is_finished() {
-                return;
-            }
-            let task = self.running.take().expect("checked above");
-            let pages = task.await.ok().flatten().unwrap_or(0);
-            if pages > self.policy.restart_above_pages
-                && let Some(own) = own
-            {
-                checkpoint(own).await;
-            }
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
+        if let Some(task) = self.running.take()
+            && task.await.ok().flatten() > Some(self.policy.restart_above_pages)
+            && let Some(own) = own
+        {
+            checkpoint(own).await;
         }
         if self.last.is_some_and(|at| at.elapsed() < self.policy.every) {
             return;
