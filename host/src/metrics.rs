@@ -48,6 +48,8 @@ pub struct RunMetrics {
     /// renders at once do not both add the same renewals.
     pool_renewals_sync: std::sync::Arc<std::sync::Mutex<()>>,
     pool_idle_slot_reset: IntGauge,
+    /// Bytes of input of runs waiting for a slot, held in memory.
+    pub waiting_input: IntGauge,
     api_calls: IntCounterVec,
     api_duration: HistogramVec,
     memory: HistogramVec,
@@ -119,6 +121,11 @@ impl RunMetrics {
                 "What an idle sandbox slot of the most worn pool shard resets at each teardown, on average",
             )
             .expect("valid metric"),
+            waiting_input: IntGauge::new(
+                "scriptbox_waiting_input_bytes",
+                "Input of runs waiting for a slot, held in memory (up to 64 MiB; past it, inputs are read back from their rows)",
+            )
+            .expect("valid metric"),
             api_calls: counter(
                 "script_api_calls_total",
                 "Host API calls made by scripts: http (fetch), db (sdk.db), cache (sdk.cache)",
@@ -161,6 +168,7 @@ impl RunMetrics {
             Box::new(self.pool_wait.clone()),
             Box::new(self.pool_renewals.clone()),
             Box::new(self.pool_idle_slot_reset.clone()),
+            Box::new(self.waiting_input.clone()),
             Box::new(self.api_calls.clone()),
             Box::new(self.api_duration.clone()),
             Box::new(self.memory.clone()),

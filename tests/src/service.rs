@@ -191,6 +191,11 @@ impl TestNode {
             .unwrap()
     }
 
+    /// The value of an unlabelled series in the node's `/metrics`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics().await, series)
+    }
+
     /// Stops the node and keeps its database, for a restart on it.
     pub async fn shut_down(mut self) -> String {
         self.halt().await;
@@ -258,4 +263,14 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// The value of the unlabelled `series` in a `/metrics` text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }

@@ -136,27 +136,40 @@ enum Row {
     Unwritten(Arc<Unwritten>),
 }
 
-/// Inputs of [`Record::AtEnd`] runs waiting for a slot are kept in memory
-/// up to this many bytes on a node; past it, a waiting run is recorded as
-/// `queued` and reads its input back when its turn comes, as a
-/// [`Record::First`] run does.
+/// Inputs of runs waiting for a slot are kept in memory up to this many
+/// bytes on a node. Past it, a waiting run reads its input back from its
+/// row when its turn comes ([`Record::AtEnd`] runs are then recorded as
+/// `queued` first, as [`Record::First`] runs always are). Reading it back
+/// costs a query while the run holds its tenant's slot: measured on the
+/// async webhook bench, that query was most of the time a slot was held.
 const WAITING_INPUT_BUDGET: usize = 64 << 20;
 
 /// Bytes of waiting input held in memory, given back when dropped.
 struct HeldInput {
-    held: Arc<std::sync::atomic::AtomicUsize>,
+    budget: WaitingInput,
     bytes: usize,
 }
 
+/// The node's waiting input: the bytes held, and their gauge.
+#[derive(Clone)]
+struct WaitingInput {
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    gauge: prometheus::IntGauge,
+}
+
 impl HeldInput {
-    fn take(held: &Arc<std::sync::atomic::AtomicUsize>, bytes: usize) -> Option<Self> {
+    /// `bytes` more held, unless that is over [`WAITING_INPUT_BUDGET`].
+    fn take(budget: &WaitingInput, bytes: usize) -> Option<Self> {
         use std::sync::atomic::Ordering::Relaxed;
-        held.fetch_update(Relaxed, Relaxed, |now| {
-            (now + bytes <= WAITING_INPUT_BUDGET).then_some(now + bytes)
-        })
-        .ok()?;
+        budget
+            .held
+            .fetch_update(Relaxed, Relaxed, |now| {
+                (now + bytes <= WAITING_INPUT_BUDGET).then_some(now + bytes)
+            })
+            .ok()?;
+        budget.gauge.add(bytes as i64);
         Some(Self {
-            held: held.clone(),
+            budget: budget.clone(),
             bytes,
         })
     }
@@ -164,8 +177,10 @@ impl HeldInput {
 
 impl Drop for HeldInput {
     fn drop(&mut self) {
-        self.held
+        self.budget
+            .held
             .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+        self.budget.gauge.sub(self.bytes as i64);
     }
 }
 
@@ -210,7 +225,7 @@ pub struct ExecutionService {
     in_flight: Arc<InFlight>,
     gate: TenantGate,
     /// Bytes of [`HeldInput`] on this node.
-    waiting_input: Arc<std::sync::atomic::AtomicUsize>,
+    waiting_input: WaitingInput,
     /// Opens the secrets a script declares, for its runs.
     secrets: Secrets,
     /// This node's presence lock on a shared database.
@@ -267,6 +282,10 @@ impl ExecutionService {
             config.tenant_max_concurrent(),
             config.tenant_max_queued,
         );
+        let waiting_input = WaitingInput {
+            held: Arc::default(),
+            gauge: metrics.waiting_input.clone(),
+        };
         Self {
             writer: Writer::spawn(db.clone()),
             db,
@@ -276,7 +295,7 @@ impl ExecutionService {
             metrics,
             in_flight: Arc::default(),
             gate,
-            waiting_input: Arc::default(),
+            waiting_input,
             secrets,
             presence: Arc::default(),
             events: Events::default(),
@@ -446,7 +465,7 @@ impl ExecutionService {
             async move {
                 let _in_flight = in_flight;
                 let id = new.id.clone();
-                let slot = match admission {
+                let (slot, held) = match admission {
                     Admission::Now(slot) => {
                         service
                             .writer
@@ -461,12 +480,17 @@ impl ExecutionService {
                             .open(new.clone(), ExecutionStatus::Queued)
                             .await?;
                         let _ = accepted_tx.send(());
+                        // The input waits in memory within the budget, else
+                        // it is read back from the row when the turn comes.
+                        let held = HeldInput::take(&service.waiting_input, new.input.len())
+                            .map(|held| (held, new.input.clone()));
                         drop(new);
-                        ticket.wait().await
+                        (ticket.wait().await, held)
                     }
                 };
+                let input = held.map(|(_, input)| input);
                 service
-                    .execute(slot, &id, &script, trigger, None, attempt)
+                    .execute(slot, &id, &script, trigger, input, attempt)
                     .await?
                     .ok_or_else(|| {
                         StoreError::Invalid(format!(
@@ -582,14 +606,14 @@ impl ExecutionService {
             Admission::Now(slot) => slot,
             Admission::Wait(ticket) => ticket.wait().await,
         };
-        let input = input.to_string();
+        let input: Arc<str> = input.to_string().into();
         Ok(self
             .execute(
                 slot,
                 execution_id,
                 script,
                 Trigger::Scheduled,
-                Some(&input),
+                Some(input),
                 attempt,
             )
             .await?)
@@ -603,7 +627,7 @@ impl ExecutionService {
         execution_id: &ExecutionId,
         script: &ScriptRecord,
         trigger: Trigger,
-        input: Option<&str>,
+        input: Option<Arc<str>>,
         attempt: i64,
     ) -> StoreResult<Option<Executed>> {
         // The run does not wait for its start to commit while it holds a
@@ -613,7 +637,7 @@ impl ExecutionService {
         // stored, as with any run recovery closed.
         let start = self.writer.start_queued(execution_id.clone()).await?;
         let input: Arc<str> = match input {
-            Some(input) => input.into(),
+            Some(input) => input,
             None => self.db.execution_by_id(execution_id).await?.input.into(),
         };
         let run = self.new_execution(execution_id.clone(), script, trigger, input, attempt);

@@ -597,6 +597,12 @@ async fn a_tenants_flood_leaves_other_tenants_and_saves_unaffected(url: String) 
         }
     }
     assert_eq!(queued, 20);
+    // ... and in memory: a waiting run's turn does not wait for a query.
+    let input_bytes = json!({ "pad": pad }).to_string().len() as f64;
+    assert_eq!(
+        node.metric("scriptbox_waiting_input_bytes").await,
+        20.0 * input_bytes
+    );
 
     // Released, every accepted run completes.
     release.add_permits(1_000);
@@ -612,6 +618,8 @@ async fn a_tenants_flood_leaves_other_tenants_and_saves_unaffected(url: String) 
                 )
                 .await;
             if e["status"] == "completed" {
+                // The script saw its own input: 200 + the pad's length.
+                assert_eq!(e["output"], 100_200, "{e}");
                 break;
             }
             assert!(e["status"] != "failed", "{e}");
@@ -619,6 +627,7 @@ async fn a_tenants_flood_leaves_other_tenants_and_saves_unaffected(url: String) 
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    assert_eq!(node.metric("scriptbox_waiting_input_bytes").await, 0.0);
     node.stop().await;
 }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use scriptbox::store::DueScript;
-use scriptbox_tests::service::TestNode;
+use scriptbox_tests::service::{TestNode, metric};
 use serde_json::{Value, json};
 
 scriptbox_tests::on_both_backends!(
@@ -71,15 +71,6 @@ async fn wait_for(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 async fn an_every_second_schedule_fires_each_second_on_time(url: String) {
