@@ -18,8 +18,8 @@
 //! a fresh SQLite file; `SCRIPTBOX_<SECTION>_<KEY>` settings apply to the
 //! node.
 //! `SCRIPTBOX_BENCH_ASYNC=1` adds a run of the same load with `?async=true`:
-//! requests/s and latency of the 202 answers (429s, when the tenant's queue
-//! is full, are counted apart), then the runs those calls recorded divided
+//! requests/s and latency of the 202 answers (answers other than 2xx, such
+//! as 429 when the tenant's queue is full, are counted apart), then the runs those calls recorded divided
 //! by the time from the load's start until the last of them finished.
 //! Without Node.js the Node line is left out.
 
@@ -292,7 +292,7 @@ fn main() -> Result<()> {
     if let Some((load, runs)) = &async_hook {
         show("webhook async (202)", load);
         println!(
-            "async: {} refused (429), {} runs recorded at {:.0} runs/s to the last finish, {:.3}x sync",
+            "async: {} answers not 2xx (429: the tenant's queue was full), {} runs recorded at {:.0} runs/s to the last finish, {:.3}x sync",
             load.refused,
             runs.count,
             runs.per_sec,
