@@ -265,12 +265,28 @@ macro_rules! on_both_backends {
     };
 }
 
-/// The value of the unlabelled `series` in a `/metrics` text.
-pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
+/// The value of the unlabelled series `name` in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    series(text, name, &[]).unwrap_or_else(|| panic!("no series {name} in\n{text}"))
+}
+
+/// The value of the series `name{labels}` in a `/metrics` text (all its
+/// labels given, in any order; none for an unlabelled series).
+pub fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let pairs: Vec<&str> = if set.is_empty() {
+            Vec::new()
+        } else {
+            set.split(',').collect()
+        };
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let same =
+            pairs.len() == wanted.len() && wanted.iter().all(|w| pairs.contains(&w.as_str()));
+        same.then(|| value.trim().parse().unwrap())
+    })
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use scriptbox_tests::service::{TestNode, postgres_url};
+use scriptbox_tests::service::{TestNode, postgres_url, series};
 use serde_json::{Value, json};
 
 scriptbox_tests::on_both_backends!(
@@ -13,26 +13,6 @@ scriptbox_tests::on_both_backends!(
     promtool_accepts_the_output,
     health_reports_each_check,
 );
-
-/// The value of the series `name{labels}` (all labels given, any order).
-fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?;
-        let (set, value) = match rest.strip_prefix('{') {
-            Some(rest) => rest.split_once("} ")?,
-            None => ("", rest.strip_prefix(' ')?),
-        };
-        let pairs: Vec<&str> = if set.is_empty() {
-            Vec::new()
-        } else {
-            set.split(',').collect()
-        };
-        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        let same =
-            pairs.len() == wanted.len() && wanted.iter().all(|w| pairs.contains(&w.as_str()));
-        same.then(|| value.trim().parse().unwrap())
-    })
-}
 
 async fn create(node: &TestNode, key: &str, name: &str, source: &str, extra: Value) -> String {
     let mut body = json!({ "name": name, "source": source, "trigger_type": "manual" });
