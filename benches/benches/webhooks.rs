@@ -24,11 +24,12 @@
 //! Without Node.js the Node line is left out.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use scriptbox::config::Config;
-use scriptbox::model::ExecutionStatus;
-use scriptbox::store::NewScript;
+use scriptbox::model::{ExecutionStatus, TenantId, Trigger};
+use scriptbox::store::{Db, NewScript, now_ms};
 
 struct Load {
     requests_per_sec: f64,
@@ -111,16 +112,12 @@ struct Drained {
 /// `wrk` against the webhook with `?async=true`, then waits until every run
 /// it recorded has finished: their number over the time from the load's
 /// start to then.
-async fn async_load(
-    db: &scriptbox::store::Db,
-    tenant: &scriptbox::model::TenantId,
-    hook_url: &str,
-) -> Result<(Load, Drained)> {
-    let started = std::time::Instant::now();
-    let first_ms = scriptbox::store::now_ms();
+async fn async_load(db: &Db, tenant: &TenantId, hook_url: &str) -> Result<(Load, Drained)> {
+    let started = Instant::now();
+    let first_ms = now_ms();
     let url = format!("{hook_url}?async=true");
     let load = tokio::task::spawn_blocking(move || wrk(&url)).await??;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let stats = db.tenant_stats(tenant, first_ms, 10).await?;
         let (mut open, mut count) = (0, 0);
@@ -136,10 +133,10 @@ async fn async_load(
             let per_sec = count as f64 / started.elapsed().as_secs_f64();
             return Ok((load, Drained { count, per_sec }));
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             bail!("{open} async runs still open two minutes after the load");
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -209,7 +206,7 @@ fn main() -> Result<()> {
                 name: "hook".into(),
                 source: "export default (input) => ({ ok: true, method: input.method })".into(),
                 language: Default::default(),
-                trigger_type: scriptbox::model::Trigger::Webhook,
+                trigger_type: Trigger::Webhook,
                 schedule: None,
                 timezone: None,
                 webhook_path: Some("/hook".into()),
